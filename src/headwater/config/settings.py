@@ -1,0 +1,148 @@
+"""The settings tree and how it is loaded. See ``headwater.config`` for the sources."""
+
+from __future__ import annotations
+
+import functools
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "HEADWATER__"
+
+
+class ConfigError(ValueError):
+    """A setting has an invalid value; the message names the variable or file and the fix."""
+
+
+def default_home() -> Path:
+    """``$HEADWATER__HOME``, else ``~/.headwater``."""
+    return Path(os.environ.get(f"{ENV_PREFIX}HOME", "~/.headwater")).expanduser()
+
+
+class ExecutorSettings(BaseModel):
+    default_class: str = Field(
+        "headwater.executors.LocalExecutor",
+        description="Import path of the executor flow.run() uses when none is given.",
+    )
+    default_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments for the default executor."
+    )
+
+
+class EngineSettings(BaseModel):
+    executor: ExecutorSettings = Field(
+        default_factory=ExecutorSettings, description="The default executor."
+    )
+
+
+class LoggingSettings(BaseModel):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="Level of the 'headwater' logger. Task events are DEBUG."
+    )
+    format: str = Field(
+        "[%(asctime)s] %(levelname)s - %(name)s |%(flow_run)s%(task)s %(message)s",
+        description="Log format; %(flow_run)s and %(task)s hold the run's context.",
+    )
+
+
+class ApiSettings(BaseModel):
+    url: str = Field("http://127.0.0.1:4200", description="The headwater API server's URL.")
+    token: SecretStr | None = Field(None, description="API token sent as a Bearer token.")
+
+
+class ContextSettings(BaseModel):
+    flow_run_id: str | None = Field(None, description="The flow run this process runs (set by agents).")
+    flow_id: str | None = Field(None, description="The flow version of that run (set by agents).")
+    image: str | None = Field(None, description="The image the run uses, where there is one.")
+    secrets: dict[str, SecretStr] = Field(
+        default_factory=dict, description="Local secret values by name (HEADWATER__CONTEXT__SECRETS__NAME)."
+    )
+
+
+class FlowsSettings(BaseModel):
+    local_storage_directory: Path = Field(
+        default_factory=lambda: default_home() / "flows",
+        description="Where Local storage keeps flows when no directory is given.",
+    )
+
+
+class Settings(BaseSettings):
+    """Every headwater setting. Each field is a section of ``config.toml``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore", case_sensitive=False
+    )
+
+    home: Path = Field(default_factory=default_home, description="headwater's home folder.")
+    engine: EngineSettings = Field(default_factory=EngineSettings, description="The engine.")
+    logging: LoggingSettings = Field(default_factory=LoggingSettings, description="Logging.")
+    api: ApiSettings = Field(default_factory=ApiSettings, description="The API client.")
+    context: ContextSettings = Field(default_factory=ContextSettings, description="Run context.")
+    flows: FlowsSettings = Field(default_factory=FlowsSettings, description="Flow storage defaults.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads ``<home>/config.toml`` when it exists."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ returns the whole file
+
+    def __call__(self) -> dict[str, Any]:
+        path = config_path()
+        if not path.exists():
+            return {}
+        try:
+            return tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"config file {path} can't be read: {exc}; fix or remove it") from exc
+
+
+def config_path() -> Path:
+    """Where the config file is read from: ``<home>/config.toml``."""
+    return default_home() / "config.toml"
+
+
+def _describe(loc: tuple[Any, ...]) -> str:
+    path = ".".join(str(p) for p in loc)
+    env = ENV_PREFIX + "__".join(str(p).upper() for p in loc)
+    return f"setting {path} (environment variable {env}, or [{'.'.join(map(str, loc[:-1])) or 'top'}] {loc[-1]} in {config_path()})"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from all sources now, with ``overrides`` winning.
+
+    Raises:
+        ConfigError: a value is invalid; the message names the variable.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(f"{_describe(tuple(e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid headwater settings: {problems}") from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, loaded once. Use :func:`reload_settings` after changing them."""
+    return load_settings()
+
+
+def reload_settings() -> Settings:
+    """Forget the loaded settings and load them again."""
+    get_settings.cache_clear()
+    return get_settings()

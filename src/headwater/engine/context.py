@@ -1,0 +1,59 @@
+"""What a running task can know about its run: ``headwater.engine.context.current()``.
+
+The flow runner builds one :class:`FlowRunContext` per run (never per task) and
+passes it to every task call; the task runner marks the running task in a
+context variable, which logging and :func:`current` read.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from headwater.core.task import Task
+    from headwater.engine.handlers import StateHandler
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRunContext:
+    """Facts about one flow run, shared by all of its task calls."""
+
+    flow_name: str
+    flow_run_id: str
+    flow_run_name: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    state_handlers: tuple[StateHandler, ...] = ()
+    #: extra values given to ``flow.run(context=...)``.
+    extra: dict[str, Any] = field(default_factory=dict)
+    #: whether per-task DEBUG records are emitted; decided once per run.
+    log_task_events: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRunContext:
+    """The flow run and the task that is running now."""
+
+    flow_run: FlowRunContext
+    task: Task
+    attempt: int
+
+
+_current: contextvars.ContextVar[TaskRunContext | None] = contextvars.ContextVar(
+    "headwater_task_run", default=None
+)
+_current_flow_run: contextvars.ContextVar[FlowRunContext | None] = contextvars.ContextVar(
+    "headwater_flow_run", default=None
+)
+
+
+def current() -> TaskRunContext | None:
+    """The running task's context, or None outside a task run."""
+    return _current.get()
+
+
+def current_flow_run() -> FlowRunContext | None:
+    """The flow run being run in this thread (set by the flow runner), or None."""
+    task_run = _current.get()
+    return task_run.flow_run if task_run is not None else _current_flow_run.get()

@@ -1,0 +1,161 @@
+"""Running a whole flow: check it, plan each task call once, hand them to an executor.
+
+``flow.run()`` lands in :func:`run_flow`. The per-task work is in
+``task_runner.py``; where tasks run is the executor's business
+(``headwater.executors``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from headwater.core.errors import ParameterError
+from headwater.core.flow import Flow
+from headwater.core.state import Failed, Running, State, Success
+from headwater.core.task import Parameter
+from headwater.engine.context import FlowRunContext, _current_flow_run
+from headwater.engine.handlers import StateHandler, notify_flow
+from headwater.engine.task_runner import TaskCall, run_task
+
+logger = logging.getLogger("headwater.flow_runner")
+
+
+def check_parameters(flow: Flow, parameters: dict[str, Any]) -> None:
+    """Raise ParameterError for unknown parameter names or missing required ones."""
+    declared = {p.name: p for p in flow.parameters()}
+    unknown = sorted(set(parameters) - set(declared))
+    if unknown:
+        known = ", ".join(sorted(declared)) or "none"
+        raise ParameterError(
+            f"flow {flow.name!r} has no parameter(s) {', '.join(map(repr, unknown))}; "
+            f"its parameters are: {known}"
+        )
+    missing = sorted(n for n, p in declared.items() if p.required and n not in parameters)
+    if missing:
+        raise ParameterError(
+            f"flow {flow.name!r} needs parameter(s) {', '.join(map(repr, missing))} "
+            "(required, no default): pass parameters={...}"
+        )
+
+
+def plan(flow: Flow, parameters: dict[str, Any]) -> list[tuple[TaskCall, list[int]]]:
+    """Each task's call in run order, with the positions of its upstream tasks."""
+    order = flow.sorted_tasks()
+    position = {t: i for i, t in enumerate(order)}
+    calls: list[tuple[TaskCall, list[int]]] = []
+    for t in order:
+        edges = flow.edges_to(t)
+        constants = dict(flow.constants.get(t, ()))
+        if isinstance(t, Parameter) and t.name in parameters:
+            constants["value"] = parameters[t.name]
+        call = TaskCall(t, tuple(e.key for e in edges), constants)
+        calls.append((call, [position[e.upstream_task] for e in edges]))
+    return calls
+
+
+def _resolve_executor(flow: Flow, executor: Any) -> Any:
+    from headwater.executors.base import Executor, executor_from_path
+
+    if executor is None:
+        executor = flow.executor
+    if executor is None:
+        from headwater.config import get_settings
+
+        default = get_settings().engine.executor
+        return executor_from_path(default.default_class, default.default_kwargs)
+    if not isinstance(executor, Executor):
+        raise TypeError(
+            f"executor must be a headwater Executor (e.g. LocalExecutor()), "
+            f"not {type(executor).__name__}"
+        )
+    return executor
+
+
+def run_flow(
+    flow: Flow,
+    parameters: dict[str, Any] | None = None,
+    executor: Any = None,
+    *,
+    run_name: str | None = None,
+    flow_run_id: str | None = None,
+    state_handlers: Iterable[StateHandler] = (),
+    context: dict[str, Any] | None = None,
+) -> State:
+    """Run ``flow`` in this process with ``executor`` and return its final State.
+
+    The State's ``result`` maps each task to its final State. The flow succeeds
+    when its reference tasks (by default its terminal tasks) all succeed.
+
+    Args:
+        flow: the flow.
+        parameters: values of the flow's Parameters, by name.
+        executor: where tasks run; default ``flow.executor``, then the
+            ``engine.executor.default_class`` setting.
+        run_name: a name for the run in logs; default ``<flow>-<short id>``.
+        flow_run_id: the run's id (given by the API when run by an agent).
+        state_handlers: told of every state change (see ``engine/handlers.py``).
+        context: extra values for tasks to read from ``headwater.engine.context``.
+
+    Raises:
+        FlowValidationError: the flow's graph is invalid; nothing ran.
+        ParameterError: unknown or missing parameters; nothing ran.
+        TypeError: ``executor`` is not an Executor; nothing ran.
+    """
+    from headwater.utilities.logging import configure_logging
+
+    parameters = dict(parameters or {})
+    flow.validate()
+    check_parameters(flow, parameters)
+    resolved = _resolve_executor(flow, executor)
+    configure_logging()
+    run_id = flow_run_id or str(uuid.uuid4())
+    ctx = FlowRunContext(
+        flow_name=flow.name,
+        flow_run_id=run_id,
+        flow_run_name=run_name or f"{flow.name}-{run_id[:8]}",
+        parameters=parameters,
+        state_handlers=tuple(state_handlers),
+        extra=dict(context or {}),
+        log_task_events=logging.getLogger("headwater.task_runner").isEnabledFor(logging.DEBUG),
+    )
+    token = _current_flow_run.set(ctx)
+    try:
+        return _run(flow, parameters, resolved, ctx)
+    finally:
+        _current_flow_run.reset(token)
+
+
+def _run(flow: Flow, parameters: dict[str, Any], executor: Any, ctx: FlowRunContext) -> State:
+    started = time.time()
+    notify_flow(ctx, Running())
+    logger.info("flow run %s of %r starts (%d tasks)", ctx.flow_run_name, flow.name, len(flow))
+    calls = plan(flow, parameters)
+    try:
+        with executor.start():
+            futures: list[Any] = []
+            for call, upstream in calls:
+                futures.append(
+                    executor.submit(
+                        run_task, call, [futures[i] for i in upstream], ctx, key=call.task.slug
+                    )
+                )
+            states: list[State] = executor.wait(futures)
+    except Exception as exc:
+        logger.exception("flow run %s: the executor failed", ctx.flow_run_name)
+        final: State = Failed(f"the executor {type(executor).__name__} failed: {exc!r}", exc)
+    else:
+        by_task = {call.task: state for (call, _), state in zip(calls, states, strict=True)}
+        failed = sorted(t.slug or t.name for t in flow.reference_tasks() if not by_task[t].is_successful())
+        if failed:
+            final = Failed(f"reference task(s) did not succeed: {', '.join(failed)}", by_task)
+        else:
+            final = Success("all reference tasks succeeded", by_task)
+    final.started_at, final.finished_at = started, time.time()
+    log = logger.info if final.is_successful() else logger.error
+    log("flow run %s finished %s: %s", ctx.flow_run_name, final.name, final.message)
+    notify_flow(ctx, final)
+    return final

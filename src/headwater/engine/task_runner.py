@@ -1,0 +1,186 @@
+"""Running one task: trigger, skip, retries, timeout, and its final State.
+
+:func:`run_task` is what an executor runs for each task; it gets the task's
+:class:`TaskCall` (built once per run by ``flow_runner.py``), the final states
+of its upstream tasks, and the run's context. Per-task work is kept to plain
+objects: no settings lookups, no copies of the context, and DEBUG logging
+only when the run asked for it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+import time
+import traceback
+from typing import Any
+
+from headwater.core import signals
+from headwater.core.state import (
+    Failed,
+    Retrying,
+    Running,
+    Skipped,
+    State,
+    Success,
+    TimedOut,
+    TriggerFailed,
+)
+from headwater.core.task import Task
+from headwater.engine.context import FlowRunContext, TaskRunContext, _current
+from headwater.engine.handlers import notify_task
+
+logger = logging.getLogger("headwater.task_runner")
+
+
+class TaskCall:
+    """What the engine needs to call one task, worked out once per run.
+
+    Args:
+        task: the task.
+        keys: for each upstream edge, in order, the argument it fills (None: state only).
+        constants: constant arguments, including a Parameter's value.
+    """
+
+    __slots__ = ("task", "keys", "constants")
+
+    def __init__(self, task: Task, keys: tuple[str | None, ...], constants: dict[str, Any]) -> None:
+        self.task = task
+        self.keys = keys
+        self.constants = constants
+
+    def __repr__(self) -> str:
+        return f"<TaskCall: {self.task.slug}>"
+
+
+class _TimeoutExpired(Exception):
+    pass
+
+
+def _call_with_timeout(task: Task, kwargs: dict[str, Any], timeout: float) -> Any:
+    """Run ``task.run`` in a thread and wait at most ``timeout`` seconds.
+
+    Python can't stop a thread: on a timeout the task's code keeps running in
+    the background, but the run moves on and the task ends TimedOut.
+    """
+    outcome: list[Any] = []
+    ctx = contextvars.copy_context()
+
+    def target() -> None:
+        try:
+            outcome.append((True, ctx.run(task.run, **kwargs)))
+        except BaseException as exc:  # handed to the caller's thread below
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=target, name=f"headwater-task-{task.slug}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not outcome:
+        raise _TimeoutExpired
+    ok, value = outcome[0]
+    if ok:
+        return value
+    raise value
+
+
+def _finish(state: State, started: float, attempts: int) -> State:
+    state.started_at = started
+    state.finished_at = time.time()
+    state.attempts = attempts
+    return state
+
+
+def _failed(cls: type[Failed], message: str, exc: BaseException | None = None) -> Failed:
+    state = cls(message, result=exc)
+    if exc is not None:
+        state.traceback = "".join(traceback.format_exception(exc))
+    return state
+
+
+def run_task(call: TaskCall, upstream_states: list[State], context: FlowRunContext) -> State:
+    """Run ``call.task`` once its upstream tasks are final; return its final State."""
+    task = call.task
+    started = time.time()
+    handlers = context.state_handlers
+    if upstream_states:
+        if task.skip_on_upstream_skip and any(s.is_skipped() for s in upstream_states):
+            state = _finish(Skipped("an upstream task was skipped"), started, 0)
+            if handlers:
+                notify_task(context, task, state)
+            return state
+        try:
+            ready = task.trigger(upstream_states)
+        except Exception as exc:
+            ready = False
+            state = _failed(Failed, f"trigger of task {task.slug!r} raised {exc!r}", exc)
+        else:
+            state = TriggerFailed(
+                f"trigger {getattr(task.trigger, '__name__', task.trigger)!r} was not met by the "
+                f"upstream states {sorted(s.name for s in upstream_states)}"
+            )
+        if not ready:
+            state = _finish(state, started, 0)
+            if handlers:
+                notify_task(context, task, state)
+            return state
+        kwargs = dict(call.constants)
+        for key, upstream in zip(call.keys, upstream_states, strict=True):
+            if key is not None:
+                kwargs[key] = upstream.result
+    else:
+        kwargs = call.constants
+    return _run_attempts(task, kwargs, context, started)
+
+
+def _run_attempts(
+    task: Task, kwargs: dict[str, Any], context: FlowRunContext, started: float
+) -> State:
+    handlers = context.state_handlers
+    attempt = 0
+    while True:
+        attempt += 1
+        if handlers:
+            notify_task(context, task, Running())
+        if context.log_task_events:
+            logger.debug("task %s: attempt %d starts", task.slug, attempt)
+        token = _current.set(TaskRunContext(context, task, attempt))
+        try:
+            if task.timeout is None:
+                result = task.run(**kwargs)
+            else:
+                result = _call_with_timeout(task, kwargs, task.timeout)
+        except signals.SKIP as exc:
+            state: State = Skipped(str(exc) or f"task {task.slug!r} asked to be skipped")
+        except signals.FAIL as exc:
+            state = _failed(Failed, str(exc) or f"task {task.slug!r} signalled FAIL", exc)
+        except _TimeoutExpired:
+            state = TimedOut(f"task {task.slug!r} ran longer than its timeout of {task.timeout}s")
+        except Exception as exc:
+            state = _failed(Failed, f"{type(exc).__name__}: {exc}", exc)
+        else:
+            state = Success(result=result)
+        finally:
+            _current.reset(token)
+        if state.is_failed() and attempt <= task.max_retries and not isinstance(
+            state.result, signals.FAIL
+        ):
+            retry = Retrying(
+                f"attempt {attempt} of {task.max_retries + 1} failed ({state.message}); "
+                f"retrying in {task.retry_delay}s"
+            )
+            logger.warning("task %s: %s", task.slug, retry.message)
+            if handlers:
+                notify_task(context, task, retry)
+            if task.retry_delay:
+                time.sleep(task.retry_delay)
+            continue
+        break
+    _finish(state, started, attempt)
+    if state.is_failed():
+        logger.error("task %s failed: %s", task.slug, state.message)
+    elif context.log_task_events:
+        logger.debug("task %s: %s", task.slug, state.name)
+    if handlers:
+        notify_task(context, task, state)
+    return state
