@@ -120,7 +120,8 @@ def config_path() -> Path:
 def _describe(loc: tuple[Any, ...]) -> str:
     path = ".".join(str(p) for p in loc)
     env = ENV_PREFIX + "__".join(str(p).upper() for p in loc)
-    return f"setting {path} (environment variable {env}, or [{'.'.join(map(str, loc[:-1])) or 'top'}] {loc[-1]} in {config_path()})"
+    section = ".".join(map(str, loc[:-1])) or "top level"
+    return f"setting {path} (environment variable {env}, or [{section}] {loc[-1]} in {config_path()})"
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -132,7 +133,9 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        problems = "; ".join(f"{_describe(tuple(e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{_describe(tuple(e['loc']))}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors()
+        )
         raise ConfigError(f"invalid headwater settings: {problems}") from None
 
 

@@ -15,7 +15,7 @@ from headwater.core.task import Task
 class List(Task):
     """``run(arg_0=..., arg_1=...)`` → ``[arg_0, arg_1, ...]``."""
 
-    def run(self, **items: Any) -> list[Any]:  # type: ignore[override]
+    def run(self, **items: Any) -> list[Any]:
         return [items[f"arg_{i}"] for i in range(len(items))]
 
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 class Edge:
     """An edge of the flow graph. Equal edges (same ends and key) are one edge."""
 
-    __slots__ = ("upstream_task", "downstream_task", "key")
+    __slots__ = ("downstream_task", "key", "upstream_task")
 
     def __init__(self, upstream_task: Task, downstream_task: Task, key: str | None = None) -> None:
         if key is not None and (not isinstance(key, str) or not key.isidentifier()):

@@ -35,7 +35,7 @@ class State:
             each task to its final State.
     """
 
-    __slots__ = ("message", "result", "started_at", "finished_at", "attempts")
+    __slots__ = ("attempts", "finished_at", "message", "result", "started_at")
 
     def __init__(self, message: str | None = None, result: Any = None) -> None:
         self.message = message

@@ -221,7 +221,7 @@ class FunctionTask(Task):
         super().__init__(name=name or getattr(fn, "__name__", type(self).__name__), **task_kwargs)
         self.__doc__ = getattr(fn, "__doc__", None)
 
-    def run(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102 - documented by fn
+    def run(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
 
     def signature(self) -> inspect.Signature:
@@ -293,7 +293,7 @@ class Parameter(Task):
             f"parameter {self.name!r} is not called: pass it to a task as an argument"
         )
 
-    def run(self, value: Any = NOTSET) -> Any:  # type: ignore[override]
+    def run(self, value: Any = NOTSET) -> Any:
         """The value a run gave, else the default (the engine passes ``value``)."""
         if value is NOTSET:
             if self.required:

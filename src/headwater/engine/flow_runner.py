@@ -105,13 +105,13 @@ def run_flow(
         ParameterError: unknown or missing parameters; nothing ran.
         TypeError: ``executor`` is not an Executor; nothing ran.
     """
-    from headwater.utilities.logging import configure_logging
+    from headwater.utilities.logging import ensure_logging
 
     parameters = dict(parameters or {})
     flow.validate()
     check_parameters(flow, parameters)
     resolved = _resolve_executor(flow, executor)
-    configure_logging()
+    ensure_logging()
     run_id = flow_run_id or str(uuid.uuid4())
     ctx = FlowRunContext(
         flow_name=flow.name,
@@ -132,7 +132,7 @@ def run_flow(
 def _run(flow: Flow, parameters: dict[str, Any], executor: Any, ctx: FlowRunContext) -> State:
     started = time.time()
     notify_flow(ctx, Running())
-    logger.info("flow run %s of %r starts (%d tasks)", ctx.flow_run_name, flow.name, len(flow))
+    logger.info("flow run of %r starts (%d tasks)", flow.name, len(flow))
     calls = plan(flow, parameters)
     try:
         with executor.start():
@@ -145,7 +145,7 @@ def _run(flow: Flow, parameters: dict[str, Any], executor: Any, ctx: FlowRunCont
                 )
             states: list[State] = executor.wait(futures)
     except Exception as exc:
-        logger.exception("flow run %s: the executor failed", ctx.flow_run_name)
+        logger.exception("the executor failed")
         final: State = Failed(f"the executor {type(executor).__name__} failed: {exc!r}", exc)
     else:
         by_task = {call.task: state for (call, _), state in zip(calls, states, strict=True)}
@@ -156,6 +156,6 @@ def _run(flow: Flow, parameters: dict[str, Any], executor: Any, ctx: FlowRunCont
             final = Success("all reference tasks succeeded", by_task)
     final.started_at, final.finished_at = started, time.time()
     log = logger.info if final.is_successful() else logger.error
-    log("flow run %s finished %s: %s", ctx.flow_run_name, final.name, final.message)
+    log("flow run finished %s: %s", final.name, final.message)
     notify_flow(ctx, final)
     return final

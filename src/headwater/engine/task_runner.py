@@ -43,7 +43,7 @@ class TaskCall:
         constants: constant arguments, including a Parameter's value.
     """
 
-    __slots__ = ("task", "keys", "constants")
+    __slots__ = ("constants", "keys", "task")
 
     def __init__(self, task: Task, keys: tuple[str | None, ...], constants: dict[str, Any]) -> None:
         self.task = task
@@ -146,41 +146,44 @@ def _run_attempts(
             logger.debug("task %s: attempt %d starts", task.slug, attempt)
         token = _current.set(TaskRunContext(context, task, attempt))
         try:
-            if task.timeout is None:
-                result = task.run(**kwargs)
-            else:
-                result = _call_with_timeout(task, kwargs, task.timeout)
-        except signals.SKIP as exc:
-            state: State = Skipped(str(exc) or f"task {task.slug!r} asked to be skipped")
-        except signals.FAIL as exc:
-            state = _failed(Failed, str(exc) or f"task {task.slug!r} signalled FAIL", exc)
-        except _TimeoutExpired:
-            state = TimedOut(f"task {task.slug!r} ran longer than its timeout of {task.timeout}s")
-        except Exception as exc:
-            state = _failed(Failed, f"{type(exc).__name__}: {exc}", exc)
-        else:
-            state = Success(result=result)
+            state = _attempt(task, kwargs)
+            if state.is_failed() and attempt <= task.max_retries and not isinstance(
+                state.result, signals.FAIL
+            ):
+                retry = Retrying(
+                    f"attempt {attempt} of {task.max_retries + 1} failed ({state.message}); "
+                    f"retrying in {task.retry_delay}s"
+                )
+                logger.warning("%s", retry.message)
+                if handlers:
+                    notify_task(context, task, retry)
+                if task.retry_delay:
+                    time.sleep(task.retry_delay)
+                continue
+            if state.is_failed():
+                logger.error("failed: %s", state.message)
+            elif context.log_task_events:
+                logger.debug("%s", state.name)
         finally:
             _current.reset(token)
-        if state.is_failed() and attempt <= task.max_retries and not isinstance(
-            state.result, signals.FAIL
-        ):
-            retry = Retrying(
-                f"attempt {attempt} of {task.max_retries + 1} failed ({state.message}); "
-                f"retrying in {task.retry_delay}s"
-            )
-            logger.warning("task %s: %s", task.slug, retry.message)
-            if handlers:
-                notify_task(context, task, retry)
-            if task.retry_delay:
-                time.sleep(task.retry_delay)
-            continue
         break
     _finish(state, started, attempt)
-    if state.is_failed():
-        logger.error("task %s failed: %s", task.slug, state.message)
-    elif context.log_task_events:
-        logger.debug("task %s: %s", task.slug, state.name)
     if handlers:
         notify_task(context, task, state)
     return state
+
+
+def _attempt(task: Task, kwargs: dict[str, Any]) -> State:
+    """Run the task's code once and turn the outcome into a State."""
+    try:
+        if task.timeout is None:
+            return Success(result=task.run(**kwargs))
+        return Success(result=_call_with_timeout(task, kwargs, task.timeout))
+    except signals.SKIP as exc:
+        return Skipped(str(exc) or f"task {task.slug!r} asked to be skipped")
+    except signals.FAIL as exc:
+        return _failed(Failed, str(exc) or f"task {task.slug!r} signalled FAIL", exc)
+    except _TimeoutExpired:
+        return TimedOut(f"task {task.slug!r} ran longer than its timeout of {task.timeout}s")
+    except Exception as exc:
+        return _failed(Failed, f"{type(exc).__name__}: {exc}", exc)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from headwater.executors._graph import delayed_call
+from headwater.executors._graph import GraphBuilder
 from headwater.executors.base import Executor
 
 logger = logging.getLogger("headwater.executors.dask")
@@ -17,7 +17,7 @@ logger = logging.getLogger("headwater.executors.dask")
 def _import_cluster_class(path: str) -> Callable[..., Any]:
     module_name, _, attr = path.rpartition(".")
     try:
-        return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
+        return getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError, ValueError) as exc:
         raise ValueError(f"DaskExecutor cluster_class {path!r} does not resolve: {exc}") from exc
 
@@ -59,6 +59,7 @@ class DaskExecutor(Executor):
         self.client_kwargs = dict(client_kwargs or {})
         self.debug = debug
         self.client: Any = None
+        self._builder = GraphBuilder()
         path = None
         if cluster_class is not None:
             path = f"{cluster_class.__module__}.{getattr(cluster_class, '__qualname__', '')}"
@@ -76,6 +77,15 @@ class DaskExecutor(Executor):
 
     @contextmanager
     def start(self) -> Iterator[None]:
+        self._builder = GraphBuilder()
+        try:
+            with self._connect():
+                yield
+        finally:
+            self._builder = GraphBuilder()
+
+    @contextmanager
+    def _connect(self) -> Iterator[None]:
         from distributed import Client
 
         if not self.debug:
@@ -106,12 +116,10 @@ class DaskExecutor(Executor):
                     self.client = None
 
     def submit(self, fn: Callable[..., Any], *args: Any, key: str | None = None, **kwargs: Any) -> Any:
-        return delayed_call(fn, args, kwargs, key)
+        return self._builder.submit(fn, args, kwargs, key)
 
     def wait(self, futures: Any) -> Any:
         if self.client is None:
             raise RuntimeError("DaskExecutor.wait was called outside `with executor.start():`")
-        import dask
-
-        (result,) = dask.compute(futures, scheduler=self.client.get)
-        return result
+        results = self.client.get(self._builder.graph, self._builder.keys(futures), sync=True)
+        return GraphBuilder.reshape(futures, results)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from headwater.executors._graph import delayed_call
+from headwater.executors._graph import GraphBuilder
 from headwater.executors.base import Executor
 
 _SCHEDULERS = ("threads", "processes", "synchronous")
@@ -25,23 +26,44 @@ class LocalDaskExecutor(Executor):
                 f"LocalDaskExecutor scheduler must be one of {', '.join(_SCHEDULERS)}, "
                 f"not {scheduler!r}"
             )
-        if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 1):
+        if num_workers is not None and (
+            isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1
+        ):
             raise ValueError(f"LocalDaskExecutor num_workers must be a positive int, not {num_workers!r}")
         self.scheduler = scheduler
         self.num_workers = num_workers
         self._record(scheduler=scheduler, num_workers=num_workers)
+        self._builder = GraphBuilder()
+
+    @contextmanager
+    def start(self) -> Iterator[None]:
+        self._builder = GraphBuilder()
+        try:
+            yield
+        finally:
+            self._builder = GraphBuilder()
 
     def __repr__(self) -> str:
         return f"<LocalDaskExecutor: {self.scheduler}, {self.num_workers or 'all cores'}>"
 
     def submit(self, fn: Callable[..., Any], *args: Any, key: str | None = None, **kwargs: Any) -> Any:
-        return delayed_call(fn, args, kwargs, key)
+        return self._builder.submit(fn, args, kwargs, key)
 
     def wait(self, futures: Any) -> Any:
-        import dask
+        keys = self._builder.keys(futures)
+        graph = self._builder.graph
+        if self.scheduler == "synchronous":
+            from dask.local import get_sync
 
-        options: dict[str, Any] = {"scheduler": self.scheduler}
-        if self.num_workers is not None:
-            options["num_workers"] = self.num_workers
-        (result,) = dask.compute(futures, **options)
-        return result
+            results = get_sync(graph, keys)
+        elif self.scheduler == "threads":
+            from dask.threaded import get
+
+            results = get(graph, keys, num_workers=self.num_workers)
+        else:
+            from dask.multiprocessing import get as get_processes
+
+            # chunksize=1: Dask's default batches up to 6 ready tasks into one process,
+            # which would run a small flow's independent tasks one after another
+            results = get_processes(graph, keys, num_workers=self.num_workers, chunksize=1)
+        return GraphBuilder.reshape(futures, results)

@@ -24,10 +24,10 @@ class RunContextFilter(logging.Filter):
         return True
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is now (so captured and redirected stderr work)."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> object:
         return sys.stderr
 
@@ -58,3 +58,10 @@ def configure_logging(level: str | None = None, fmt: str | None = None) -> loggi
         logger.propagate = False
     handler.setFormatter(logging.Formatter(fmt))
     return logger
+
+
+def ensure_logging() -> None:
+    """Configure the ``headwater`` logger from settings unless it already is (the engine's edge)."""
+    logger = logging.getLogger("headwater")
+    if not any(h.get_name() == _HANDLER_NAME for h in logger.handlers):
+        configure_logging()

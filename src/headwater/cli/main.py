@@ -1,0 +1,71 @@
+"""``headwater`` entry point: ``headwater run FILE``, ``headwater version``.
+
+Later releases add ``server``, ``agent``, ``register``, ``get`` and ``execute``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+
+def _parse_param(text: str) -> tuple[str, Any]:
+    name, sep, raw = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"parameter {text!r} must look like NAME=VALUE")
+    try:
+        return name, json.loads(raw)
+    except json.JSONDecodeError:
+        return name, raw
+
+
+def _run(args: argparse.Namespace) -> int:
+    from headwater.engine.progress import ConsoleProgress, format_states
+    from headwater.executors.base import executor_from_path
+    from headwater.storage.script import extract_flow_from_file
+
+    flow = extract_flow_from_file(path=args.file, flow_name=args.name)
+    executor = executor_from_path(args.executor, json.loads(args.executor_kwargs)) if args.executor else None
+    state = flow.run(
+        parameters=dict(args.param),
+        executor=executor,
+        state_handlers=[ConsoleProgress(total=len(flow))],
+    )
+    print(format_states(state))
+    return 0 if state.is_successful() else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="headwater", description="headwater workflow orchestrator")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("version", help="print headwater's version")
+    run = commands.add_parser("run", help="run a flow from a .py file here and now")
+    run.add_argument("file", help="the .py file that builds the flow")
+    run.add_argument("--name", help="which flow, when the file has several")
+    run.add_argument("--param", "-p", action="append", default=[], type=_parse_param,
+                     metavar="NAME=VALUE", help="a parameter (value parsed as JSON when it can be)")
+    run.add_argument("--executor", help="executor import path, e.g. headwater.executors.LocalDaskExecutor")
+    run.add_argument("--executor-kwargs", default="{}", help="executor kwargs as JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    if args.command == "version":
+        from headwater import __version__
+
+        print(__version__)
+        return 0
+    try:
+        return _run(args)
+    except (ValueError, TypeError, OSError) as exc:
+        print(f"headwater: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,8 @@
+"""The wire format (pydantic), shared by the server and the client.
+
+Importing this package imports pydantic; ``import headwater`` does not.
+"""
+
+from headwater.schemas.flows import EdgeMetadata, FlowMetadata, ParameterMetadata, TaskMetadata
+
+__all__ = ["EdgeMetadata", "FlowMetadata", "ParameterMetadata", "TaskMetadata"]
