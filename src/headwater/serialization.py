@@ -206,11 +206,11 @@ def flow_from_metadata(metadata: dict[str, Any]) -> Flow:
 
 
 def _storage_or_spec(spec: dict[str, Any]) -> Any:
-    from headwater.storage import storage_from_spec
+    from headwater.storage import StorageNotAvailable, storage_from_spec
 
     try:
         return storage_from_spec(spec)
-    except Exception:  # a kind whose extra isn't installed here: keep the spec
+    except StorageNotAvailable:  # a kind whose extra isn't installed here: keep the spec
         return SpecOnly(spec)
 
 

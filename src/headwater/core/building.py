@@ -29,6 +29,9 @@ def push(flow: Flow) -> None:
 
 
 def pop(flow: Flow) -> None:
-    stack: list[Flow] = _local.stack
-    if stack and stack[-1] is flow:
-        stack.pop()
+    """Close ``flow``'s block; flows opened inside it and left open are closed too."""
+    stack: list[Flow] = getattr(_local, "stack", [])
+    for i in range(len(stack) - 1, -1, -1):
+        if stack[i] is flow:
+            del stack[i:]
+            return

@@ -21,6 +21,17 @@ if TYPE_CHECKING:
     from headwater.core.state import State
 
 
+def _holds_task(value: Any) -> bool:
+    """Whether ``value`` is a task, or a list/tuple/set/dict holding one at any depth."""
+    if isinstance(value, Task):
+        return True
+    if isinstance(value, (list, tuple, set)):
+        return any(_holds_task(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_task(v) for v in (*value.keys(), *value.values()))
+    return False
+
+
 class Flow:
     """A named graph of tasks.
 
@@ -143,10 +154,9 @@ class Flow:
         edge = Edge(upstream_task, downstream_task, key=key)
         if edge in self._edges:
             return edge
-        self.add_task(upstream_task)
-        self.add_task(downstream_task)
         if key is not None:
-            for other in self._upstream[downstream_task]:
+            # checked before adding either task, so a refused edge changes nothing
+            for other in self._upstream.get(downstream_task, ()):
                 if other.key == key:
                     raise FlowValidationError(
                         f"flow {self.name!r}: task {downstream_task.name!r} already gets argument "
@@ -157,6 +167,8 @@ class Flow:
                     f"flow {self.name!r}: task {downstream_task.name!r} already has a constant "
                     f"for argument {key!r}"
                 )
+        self.add_task(upstream_task)
+        self.add_task(downstream_task)
         self._edges[edge] = None
         self._upstream[downstream_task].append(edge)
         self._downstream[upstream_task].append(edge)
@@ -205,7 +217,7 @@ class Flow:
         """Turn a list/tuple/set/dict holding tasks into a collection task."""
         from headwater.core import collection_tasks as coll
 
-        if isinstance(value, (list, tuple, set)) and any(isinstance(v, Task) for v in value):
+        if isinstance(value, (list, tuple, set)) and any(_holds_task(v) for v in value):
             cls = {list: coll.List, tuple: coll.Tuple, set: coll.Set}[
                 next(c for c in (list, tuple, set) if isinstance(value, c))
             ]
@@ -215,7 +227,7 @@ class Flow:
             )
             return gather
         if isinstance(value, dict) and any(
-            isinstance(v, Task) for v in (*value.keys(), *value.values())
+            _holds_task(v) for v in (*value.keys(), *value.values())
         ):
             gather_dict = coll.Dict(name="Dict")
             self.set_dependencies(

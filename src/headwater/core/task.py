@@ -46,6 +46,13 @@ def _seconds(value: float | datetime.timedelta | None, what: str, task_name: str
     return float(value)
 
 
+#: The options of Task.__init__, which ``copy(**task_args)`` checks the same way.
+_OPTIONS = frozenset(
+    ("name", "slug", "tags", "max_retries", "retry_delay", "timeout", "trigger",
+     "skip_on_upstream_skip", "nout", "checkpoint")
+)
+
+
 class Task:
     """A unit of work. Subclass it and override :meth:`run`, or use :func:`task`.
 
@@ -83,7 +90,11 @@ class Task:
         if slug is not None and (not isinstance(slug, str) or not slug):
             raise ValueError(f"task {self.name!r}: slug must be a non-empty string, not {slug!r}")
         self.slug = slug
+        if isinstance(tags, str):
+            raise TypeError(f"task {self.name!r}: tags must be a list of strings, not the string {tags!r}")
         self.tags = frozenset(tags or ())
+        if not all(isinstance(tag, str) for tag in self.tags):
+            raise TypeError(f"task {self.name!r}: tags must be strings, not {sorted(map(repr, self.tags))}")
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(
                 f"task {self.name!r}: max_retries must be a whole number ≥ 0, not {max_retries!r}"
@@ -97,7 +108,7 @@ class Task:
             raise TypeError(f"task {self.name!r}: trigger must be a function of upstream states")
         self.trigger: Trigger = trigger or all_successful
         self.skip_on_upstream_skip = skip_on_upstream_skip
-        if nout is not None and (not isinstance(nout, int) or nout < 1):
+        if nout is not None and (isinstance(nout, bool) or not isinstance(nout, int) or nout < 1):
             raise ValueError(f"task {self.name!r}: nout must be a positive int, not {nout!r}")
         self.nout = nout
         self.checkpoint = checkpoint
@@ -119,9 +130,15 @@ class Task:
     def copy(self, **task_args: Any) -> Task:
         """A shallow copy, with any of the constructor's options replaced."""
         new = copy.copy(self)
-        for key, value in task_args.items():
+        for key in task_args:
             if not hasattr(new, key):
                 raise TypeError(f"task {self.name!r} has no option {key!r} to set in task_args")
+        options = {k: v for k, v in task_args.items() if k in _OPTIONS}
+        if options:
+            # checked and normalised (timedelta → seconds, ...) as the constructor does
+            checked = Task(**{"name": self.name, **options})
+            task_args = {**task_args, **{k: getattr(checked, k) for k in options}}
+        for key, value in task_args.items():
             setattr(new, key, value)
         return new
 
@@ -218,7 +235,9 @@ class FunctionTask(Task):
         if not callable(fn):
             raise TypeError(f"@task needs a function, not {type(fn).__name__}")
         self.fn = fn
-        super().__init__(name=name or getattr(fn, "__name__", type(self).__name__), **task_kwargs)
+        if name is None:
+            name = getattr(fn, "__name__", type(self).__name__)
+        super().__init__(name=name, **task_kwargs)
         self.__doc__ = getattr(fn, "__doc__", None)
 
     def run(self, *args: Any, **kwargs: Any) -> Any:

@@ -142,10 +142,10 @@ def _run_attempts(
         attempt += 1
         if handlers:
             notify_task(context, task, Running())
-        if context.log_task_events:
-            logger.debug("task %s: attempt %d starts", task.slug, attempt)
         token = _current.set(TaskRunContext(context, task, attempt))
         try:
+            if context.log_task_events:
+                logger.debug("attempt %d starts", attempt)
             state = _attempt(task, kwargs)
             if state.is_failed() and attempt <= task.max_retries and not isinstance(
                 state.result, signals.FAIL

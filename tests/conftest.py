@@ -1,0 +1,60 @@
+"""Fixtures shared by every test package.
+
+* Settings are isolated: ``HEADWATER__HOME`` points at a temporary folder for
+  the whole session, so a developer's ``~/.headwater/config.toml`` can't change
+  what the tests see. ``settings_env`` sets ``HEADWATER__*`` variables for one
+  test and reloads the settings before and after.
+
+The Dask clusters the executor tests use are in ``tests/executors/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_headwater_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    home = tmp_path_factory.mktemp("headwater-home")
+    old = os.environ.get("HEADWATER__HOME")
+    os.environ["HEADWATER__HOME"] = str(home)
+    _reload_settings_if_loaded()
+    yield home
+    if old is None:
+        os.environ.pop("HEADWATER__HOME", None)
+    else:
+        os.environ["HEADWATER__HOME"] = old
+    _reload_settings_if_loaded()
+
+
+def _reload_settings_if_loaded() -> None:
+    # Only when headwater.config is already imported: importing it here would
+    # load pydantic into every test process for nothing.
+    config = sys.modules.get("headwater.config")
+    if config is not None:
+        config.reload_settings()
+
+
+@pytest.fixture
+def settings_env() -> Iterator[Callable[..., Any]]:
+    """``settings_env(ENGINE__EXECUTOR__DEFAULT_CLASS="...")`` sets ``HEADWATER__...`` and reloads.
+
+    Everything it set is undone, and the settings reloaded, when the test ends.
+    """
+    from headwater.config import reload_settings
+
+    with pytest.MonkeyPatch.context() as mp:
+
+        def set_env(**values: str) -> Any:
+            for key, value in values.items():
+                mp.setenv(f"HEADWATER__{key}", value)
+            return reload_settings()
+
+        yield set_env
+    reload_settings()
