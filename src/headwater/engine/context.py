@@ -29,6 +29,11 @@ class FlowRunContext:
     extra: dict[str, Any] = field(default_factory=dict)
     #: whether per-task DEBUG records are emitted; decided once per run.
     log_task_events: bool = False
+    #: the ``headwater`` logger's level and format, so worker processes log like this one.
+    log_level: str | None = None
+    log_format: str | None = None
+    #: tasks run in other processes: check each final state can be pickled back.
+    results_cross_processes: bool = False
 
 
 @dataclass(frozen=True, slots=True)

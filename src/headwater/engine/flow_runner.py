@@ -15,7 +15,7 @@ from typing import Any
 
 from headwater.core.errors import ParameterError
 from headwater.core.flow import Flow
-from headwater.core.state import Failed, Running, State, Success
+from headwater.core.state import Failed, Pending, Running, State, Success
 from headwater.core.task import Parameter
 from headwater.engine.context import FlowRunContext, _current_flow_run
 from headwater.engine.handlers import StateHandler, notify_flow
@@ -105,7 +105,7 @@ def run_flow(
         ParameterError: unknown or missing parameters; nothing ran.
         TypeError: ``executor`` is not an Executor; nothing ran.
     """
-    from headwater.utilities.logging import ensure_logging
+    from headwater.utilities.logging import ensure_logging, log_format
 
     parameters = dict(parameters or {})
     flow.validate()
@@ -121,6 +121,9 @@ def run_flow(
         state_handlers=tuple(state_handlers),
         extra=dict(context or {}),
         log_task_events=logging.getLogger("headwater.task_runner").isEnabledFor(logging.DEBUG),
+        log_level=logging.getLevelName(logging.getLogger("headwater").getEffectiveLevel()),
+        log_format=log_format(),
+        results_cross_processes=resolved.crosses_processes,
     )
     token = _current_flow_run.set(ctx)
     try:
@@ -146,7 +149,10 @@ def _run(flow: Flow, parameters: dict[str, Any], executor: Any, ctx: FlowRunCont
             states: list[State] = executor.wait(futures)
     except Exception as exc:
         logger.exception("the executor failed")
-        final: State = Failed(f"the executor {type(executor).__name__} failed: {exc!r}", exc)
+        unknown = Pending(f"unknown: the executor failed before reporting this task ({exc!r})")
+        final: State = Failed(
+            f"the executor {type(executor).__name__} failed: {exc!r}", {call.task: unknown for call, _ in calls}
+        )
     else:
         by_task = {call.task: state for (call, _), state in zip(calls, states, strict=True)}
         failed = sorted(t.slug or t.name for t in flow.reference_tasks() if not by_task[t].is_successful())

@@ -30,6 +30,7 @@ from headwater.core.state import (
 from headwater.core.task import Task
 from headwater.engine.context import FlowRunContext, TaskRunContext, _current
 from headwater.engine.handlers import notify_task
+from headwater.utilities.logging import configure_logging, logging_configured
 
 logger = logging.getLogger("headwater.task_runner")
 
@@ -84,10 +85,41 @@ def _call_with_timeout(task: Task, kwargs: dict[str, Any], timeout: float) -> An
     raise value
 
 
-def _finish(state: State, started: float, attempts: int) -> State:
+def _final(context: FlowRunContext, task: Task, state: State, started: float, attempts: int) -> State:
+    """Stamp the final state, make sure it can travel back, and tell the handlers."""
     state.started_at = started
     state.finished_at = time.time()
     state.attempts = attempts
+    if context.results_cross_processes:
+        state = _sendable(state, task)
+    if context.state_handlers:
+        notify_task(context, task, state)
+    return state
+
+
+def _sendable(state: State, task: Task) -> State:
+    """``state`` if it can be pickled back to the flow runner, else a Failed saying why.
+
+    On executors whose tasks run in other processes, an unpicklable result or
+    exception would otherwise fail the whole run with an opaque pickling error.
+    """
+    import cloudpickle
+
+    try:
+        cloudpickle.dumps(state)
+    except Exception as exc:
+        what = "raised an exception" if state.is_failed() else "returned a value"
+        kind = type(state.result).__name__
+        replacement = Failed(
+            f"task {task.slug!r} {what} ({kind}) that can't be sent back from the worker process: "
+            f"{type(exc).__name__}: {exc}. Return plain data (or raise a plain exception), or run "
+            f"with an in-process executor (LocalExecutor, LocalDaskExecutor threads)"
+            + (f". The task's own error: {state.message}" if state.is_failed() else "")
+        )
+        replacement.traceback = getattr(state, "traceback", None)
+        replacement.started_at, replacement.finished_at = state.started_at, state.finished_at
+        replacement.attempts = state.attempts
+        return replacement
     return state
 
 
@@ -102,28 +134,22 @@ def run_task(call: TaskCall, upstream_states: list[State], context: FlowRunConte
     """Run ``call.task`` once its upstream tasks are final; return its final State."""
     task = call.task
     started = time.time()
-    handlers = context.state_handlers
+    if context.log_level is not None and not logging_configured():
+        configure_logging(level=context.log_level, fmt=context.log_format)  # a fresh worker process
     if upstream_states:
         if task.skip_on_upstream_skip and any(s.is_skipped() for s in upstream_states):
-            state = _finish(Skipped("an upstream task was skipped"), started, 0)
-            if handlers:
-                notify_task(context, task, state)
-            return state
+            return _final(context, task, Skipped("an upstream task was skipped"), started, 0)
         try:
             ready = task.trigger(upstream_states)
         except Exception as exc:
-            ready = False
             state = _failed(Failed, f"trigger of task {task.slug!r} raised {exc!r}", exc)
-        else:
+            return _final(context, task, state, started, 0)
+        if not ready:
             state = TriggerFailed(
                 f"trigger {getattr(task.trigger, '__name__', task.trigger)!r} was not met by the "
                 f"upstream states {sorted(s.name for s in upstream_states)}"
             )
-        if not ready:
-            state = _finish(state, started, 0)
-            if handlers:
-                notify_task(context, task, state)
-            return state
+            return _final(context, task, state, started, 0)
         kwargs = dict(call.constants)
         for key, upstream in zip(call.keys, upstream_states, strict=True):
             if key is not None:
@@ -167,10 +193,7 @@ def _run_attempts(
         finally:
             _current.reset(token)
         break
-    _finish(state, started, attempt)
-    if handlers:
-        notify_task(context, task, state)
-    return state
+    return _final(context, task, state, started, attempt)
 
 
 def _attempt(task: Task, kwargs: dict[str, Any]) -> State:

@@ -21,6 +21,8 @@ class Executor:
     """
 
     _spec_kwargs: dict[str, Any]
+    #: whether tasks run in other processes (their results must be picklable).
+    crosses_processes: bool = False
 
     def _record(self, **kwargs: Any) -> None:
         self._spec_kwargs = {k: v for k, v in kwargs.items() if v is not None}

@@ -23,7 +23,7 @@ def _import_cluster_class(path: str) -> Callable[..., Any]:
 
 
 class DaskExecutor(Executor):
-    """Runs tasks on Dask distributed.
+    """Runs tasks on Dask distributed (in worker processes, even on one machine).
 
     Args:
         address: a scheduler to connect to (``"tcp://127.0.0.1:8786"``). Without
@@ -71,6 +71,8 @@ class DaskExecutor(Executor):
             client_kwargs=self.client_kwargs or None,
             debug=debug or None,
         )
+
+    crosses_processes = True
 
     def __repr__(self) -> str:
         return f"<DaskExecutor: {self.address or 'temporary cluster'}>"

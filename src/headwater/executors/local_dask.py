@@ -43,6 +43,10 @@ class LocalDaskExecutor(Executor):
         finally:
             self._builder = GraphBuilder()
 
+    @property
+    def crosses_processes(self) -> bool:  # type: ignore[override]
+        return self.scheduler == "processes"
+
     def __repr__(self) -> str:
         return f"<LocalDaskExecutor: {self.scheduler}, {self.num_workers or 'all cores'}>"
 

@@ -60,8 +60,20 @@ def configure_logging(level: str | None = None, fmt: str | None = None) -> loggi
     return logger
 
 
+def logging_configured() -> bool:
+    """Whether this process's ``headwater`` logger has its console handler."""
+    return any(h.get_name() == _HANDLER_NAME for h in logging.getLogger("headwater").handlers)
+
+
+def log_format() -> str | None:
+    """The format of this process's headwater console handler, if it has one."""
+    for handler in logging.getLogger("headwater").handlers:
+        if handler.get_name() == _HANDLER_NAME and handler.formatter is not None:
+            return handler.formatter._fmt
+    return None
+
+
 def ensure_logging() -> None:
     """Configure the ``headwater`` logger from settings unless it already is (the engine's edge)."""
-    logger = logging.getLogger("headwater")
-    if not any(h.get_name() == _HANDLER_NAME for h in logger.handlers):
+    if not logging_configured():
         configure_logging()
