@@ -205,3 +205,13 @@ def test_nested_collections_of_tasks_become_nested_collection_tasks():
         for consts in flow.constants.values()
         for v in consts.values()
     )
+
+
+def test_parameter_declared_in_a_flow_block_belongs_to_the_flow() -> None:
+    from headwater import Flow, Parameter
+
+    with Flow("declared") as flow:
+        unused = Parameter("unused", default=1)
+    assert flow.parameters() == {unused}
+    outside = Parameter("outside", default=2)
+    assert outside not in flow

@@ -41,9 +41,9 @@ def test_kwargs_are_passed():
         ("", "dotted path"),
         (None, "dotted path"),
         (42, "dotted path"),
-        ("os.path.join", "not a headwater Executor"),
-        ("headwater.core.Flow", "not a headwater Executor"),
-        ("headwater.utilities.logging.configure_logging", "not a headwater Executor"),
+        ("os.path.join", "not a concrete headwater Executor"),
+        ("headwater.core.Flow", "not a concrete headwater Executor"),
+        ("headwater.utilities.logging.configure_logging", "not a concrete headwater Executor"),
     ],
 )
 def test_bad_paths_are_clear_value_errors(path, match):
@@ -77,3 +77,12 @@ def test_bad_kwargs_are_clear_value_errors(path, kwargs):
 def test_kwargs_the_executor_refuses_are_value_errors(path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         executor_from_path(path, kwargs)
+
+
+def test_abstract_base_executor_is_refused() -> None:
+    import pytest
+
+    from headwater.executors import executor_from_path
+
+    with pytest.raises(ValueError, match="not a concrete headwater Executor"):
+        executor_from_path("headwater.executors.base.Executor")

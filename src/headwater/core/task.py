@@ -298,6 +298,9 @@ class Parameter(Task):
         super().__init__(name=name, slug=name, tags=tags)
         self.default = default
         self.required = default is None if required is None else bool(required)
+        flow = building.active_flow()
+        if flow is not None:  # declared inside `with Flow(...)`: part of that flow, used or not
+            flow.add_task(self)
 
     def __repr__(self) -> str:
         return f"<Parameter: {self.name}>"

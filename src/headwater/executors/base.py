@@ -91,9 +91,10 @@ def executor_from_path(path: str, kwargs: dict[str, Any] | None = None) -> Execu
             f"executor import path {path!r} does not resolve: module {module_name!r} has no "
             f"attribute {attr!r}"
         ) from None
-    if not (isinstance(cls, type) and issubclass(cls, Executor)):
+    if not (isinstance(cls, type) and issubclass(cls, Executor)) or cls is Executor:
         raise ValueError(
-            f"executor import path {path!r} names {cls!r}, which is not a headwater Executor"
+            f"executor import path {path!r} names {cls!r}, which is not a concrete headwater Executor "
+            "(e.g. headwater.executors.LocalExecutor)"
         )
     try:
         return cls(**(kwargs or {}))
