@@ -1,7 +1,4 @@
-"""``headwater`` entry point: ``headwater run FILE``, ``headwater version``.
-
-Later releases add ``server``, ``agent``, ``register``, ``get`` and ``execute``.
-"""
+"""``headwater`` entry point. Each command group lives in its own module (``server.py``, ...)."""
 
 from __future__ import annotations
 
@@ -10,6 +7,8 @@ import json
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+from headwater.cli.common import fail
 
 
 def _parse_param(text: str) -> tuple[str, Any]:
@@ -49,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="NAME=VALUE", help="a parameter (value parsed as JSON when it can be)")
     run.add_argument("--executor", help="executor import path, e.g. headwater.executors.LocalDaskExecutor")
     run.add_argument("--executor-kwargs", default="{}", help="executor kwargs as JSON")
+    run.set_defaults(handler=_run)
+    from headwater.cli import server
+
+    server.add_parser(commands)
     return parser
 
 
@@ -61,10 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(__version__)
         return 0
     try:
-        return _run(args)
+        return int(args.handler(args))
     except (ValueError, TypeError, OSError) as exc:
-        print(f"headwater: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc))
 
 
 if __name__ == "__main__":

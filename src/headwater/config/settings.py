@@ -70,6 +70,26 @@ class FlowsSettings(BaseModel):
     )
 
 
+class ServerSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="Address the API server binds.")
+    port: int = Field(4200, ge=0, le=65535, description="Port the API server binds (0: any free port).")
+    database_url: str | None = Field(
+        None, description="sqlite:///path or postgresql://...; default a SQLite file <home>/headwater.db."
+    )
+    auth: bool | None = Field(
+        None, description="Require API tokens; default: required unless bound to a loopback address."
+    )
+    heartbeat_timeout: float = Field(
+        60.0, gt=0, description="Seconds without a heartbeat (or since submission) before a run is recovered."
+    )
+    max_reschedules: int = Field(3, ge=0, description="Times a lost run is rescheduled before it is Failed.")
+    recovery_interval: float = Field(5.0, gt=0, description="Seconds between recovery sweeps.")
+    agent_seen_window: float = Field(
+        120.0, gt=0, description="An agent seen within this many seconds counts as live (explain)."
+    )
+    max_log_batch: int = Field(1000, ge=1, description="Most log records one request may append (more: 413).")
+
+
 class Settings(BaseSettings):
     """Every headwater setting. Each field is a section of ``config.toml``."""
 
@@ -83,6 +103,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings, description="The API client.")
     context: ContextSettings = Field(default_factory=ContextSettings, description="Run context.")
     flows: FlowsSettings = Field(default_factory=FlowsSettings, description="Flow storage defaults.")
+    server: ServerSettings = Field(default_factory=ServerSettings, description="The API server.")
 
     @classmethod
     def settings_customise_sources(

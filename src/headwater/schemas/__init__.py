@@ -1,4 +1,4 @@
-"""The wire format (pydantic), shared by the server and the client.
+"""The wire format (pydantic), shared by the server and the client; one module per resource.
 
 Importing this package imports pydantic; ``import headwater`` does not.
 """

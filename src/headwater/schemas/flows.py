@@ -8,9 +8,12 @@ agent never unpickles a flow (DESIGN.md §4). Built by
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from headwater.schemas.common import Labels, Model, Name
 
 #: Bumped when the metadata's shape changes incompatibly.
 METADATA_VERSION = 1
@@ -74,7 +77,7 @@ class FlowMetadata(BaseModel):
     environment: dict[str, Any] | None = Field(None, description="The environment spec.")
     executor: dict[str, Any] | None = Field(None, description="flow.executor as {'class', 'kwargs'}.")
     schedule: dict[str, Any] | None = None
-    labels: list[str] = Field(default_factory=list, description="Environment and storage labels.")
+    labels: Labels = Field(default_factory=list, description="Environment and storage labels.")
 
     @field_validator("metadata_version")
     @classmethod
@@ -85,14 +88,6 @@ class FlowMetadata(BaseModel):
                 f"({METADATA_VERSION}); upgrade headwater"
             )
         return value
-
-    @field_validator("labels")
-    @classmethod
-    def _valid_labels(cls, labels: list[str]) -> list[str]:
-        bad = [label for label in labels if not isinstance(label, str) or not label.strip()]
-        if bad:
-            raise ValueError(f"labels must be non-empty strings, not {bad!r}")
-        return sorted(set(labels))
 
     @model_validator(mode="after")
     def _consistent(self) -> FlowMetadata:
@@ -112,3 +107,44 @@ class FlowMetadata(BaseModel):
             if r not in slugs:
                 raise ValueError(f"reference task {r!r} is not among the tasks")
         return self
+
+
+# -- registration and registered flows on the wire ------------------------------
+
+
+class FlowCreate(Model):
+    """Register a flow version: its metadata, into a project, with extra labels."""
+
+    project_name: Name
+    metadata: FlowMetadata
+    labels: Labels = Field(default_factory=list, description="Added to the metadata's labels.")
+    idempotency_key: str | None = Field(None, max_length=200)
+
+
+class Flow(Model):
+    """A registered flow version."""
+
+    id: str
+    project_id: str
+    project_name: str
+    name: str
+    version: int
+    labels: list[str]
+    archived: bool
+    created: datetime.datetime
+    parameters: list[ParameterMetadata] = Field(default_factory=list)
+
+
+class FlowDetail(Flow):
+    """A flow version with its full metadata."""
+
+    metadata: FlowMetadata
+
+
+class FlowRegistered(Model):
+    id: str
+    name: str
+    version: int
+    labels: list[str]
+    #: False when identical metadata was registered before and that version is returned.
+    created: bool

@@ -1,0 +1,38 @@
+"""Agents on the wire, and the claim call agents make."""
+
+from __future__ import annotations
+
+import datetime
+
+from pydantic import Field
+
+from headwater.schemas.common import Labels, Model, Name
+from headwater.schemas.flow_runs import FlowRun
+
+
+class AgentRegister(Model):
+    name: Name
+    kind: Name
+    labels: Labels = Field(default_factory=list)
+
+
+class Agent(Model):
+    id: str
+    name: str
+    kind: str
+    labels: list[str]
+    created: datetime.datetime
+    last_seen: datetime.datetime
+
+
+class ClaimRequest(Model):
+    """Ask for due runs this agent can take; waits up to ``wait`` seconds for one."""
+
+    agent_id: str
+    labels: Labels = Field(default_factory=list)
+    limit: int = Field(1, ge=1, le=100)
+    wait: float = Field(0.0, ge=0, le=300)
+
+
+class ClaimResponse(Model):
+    flow_runs: list[FlowRun]

@@ -1,0 +1,101 @@
+"""Flow runs on the wire. Server side: ``server/api/flow_runs.py``."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from headwater.schemas.common import Labels, Model, Name
+
+#: Flow-run states the API knows; the server's transition rules are in server/models/transitions.py.
+FLOW_RUN_STATES = (
+    "Scheduled",
+    "Submitted",
+    "Running",
+    "Cancelling",
+    "Success",
+    "Failed",
+    "Cancelled",
+)
+FINISHED_STATES = frozenset({"Success", "Failed", "Cancelled"})
+
+
+class FlowRunCreate(Model):
+    """Create a run of a flow version: by id, or by project and flow name (latest version)."""
+
+    flow_id: str | None = None
+    project_name: Name | None = None
+    flow_name: Name | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    labels: Labels | None = Field(None, description="Default: the flow version's labels.")
+    idempotency_key: str | None = Field(None, max_length=200)
+    scheduled_start_time: datetime.datetime | None = None
+    run_name: str | None = Field(None, max_length=200)
+
+    @model_validator(mode="after")
+    def _which_flow(self) -> FlowRunCreate:
+        by_name = self.project_name is not None or self.flow_name is not None
+        if self.flow_id is None and not (self.project_name and self.flow_name):
+            raise ValueError("give flow_id, or both project_name and flow_name")
+        if self.flow_id is not None and by_name:
+            raise ValueError("give flow_id or project_name + flow_name, not both")
+        return self
+
+
+class FlowRun(Model):
+    id: str
+    flow_id: str
+    flow_name: str
+    project_name: str
+    run_name: str
+    state: str
+    state_message: str | None = None
+    version: int
+    labels: list[str]
+    parameters: dict[str, Any]
+    agent_id: str | None = None
+    idempotency_key: str | None = None
+    scheduled_start_time: datetime.datetime
+    created: datetime.datetime
+    updated: datetime.datetime
+    start_time: datetime.datetime | None = None
+    end_time: datetime.datetime | None = None
+    heartbeat: datetime.datetime | None = None
+    reschedule_count: int = 0
+
+
+class FlowRunPage(Model):
+    flow_runs: list[FlowRun]
+    total: int
+    offset: int
+    limit: int
+
+
+class SetState(Model):
+    """Propose a state; the server checks the transition and, when given, the version."""
+
+    state: str = Field(min_length=1)
+    message: str | None = Field(None, max_length=10_000)
+    version: int | None = Field(None, description="The run's version as last read; stale → 409.")
+
+
+class ExplainAgent(Model):
+    id: str
+    name: str
+    kind: str
+    labels: list[str]
+    last_seen: datetime.datetime
+    can_run: bool
+    missing_labels: list[str]
+    reason: str
+
+
+class Explain(Model):
+    flow_run_id: str
+    state: str
+    labels: list[str]
+    matched: bool
+    message: str
+    agents: list[ExplainAgent]

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from headwater.schemas.agents import Agent, AgentRegister
+from headwater.server.deps import AGENT, SessionDep
+from headwater.server.models import agents
+
+router = APIRouter(prefix="/agents", tags=["agents"])
+
+
+@router.post("", response_model=Agent, dependencies=[AGENT])
+def register_agent(body: AgentRegister, session: SessionDep) -> Agent:
+    """Register (or re-register) the agent of this name and kind."""
+    return agents.register_agent(session, body)
+
+
+@router.post("/{agent_id}/heartbeat", response_model=Agent, dependencies=[AGENT])
+def agent_heartbeat(agent_id: str, session: SessionDep) -> Agent:
+    return agents.agent_heartbeat(session, agent_id)
+
+
+@router.get("", response_model=list[Agent], dependencies=[AGENT])
+def list_agents(session: SessionDep) -> list[Agent]:
+    return agents.list_agents(session)

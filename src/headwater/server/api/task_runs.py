@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from headwater.schemas.task_runs import TaskRun, TaskRunBatch
+from headwater.server.deps import AGENT, SessionDep
+from headwater.server.models import task_runs
+
+router = APIRouter(prefix="/runs/{flow_run_id}/task_runs", tags=["task runs"])
+
+
+@router.post("", response_model=list[TaskRun], dependencies=[AGENT])
+def upsert_task_runs(flow_run_id: str, body: TaskRunBatch, session: SessionDep) -> list[TaskRun]:
+    """Create or update task runs by slug, in one batch."""
+    return task_runs.upsert_task_runs(session, flow_run_id, body)
+
+
+@router.get("", response_model=list[TaskRun], dependencies=[AGENT])
+def list_task_runs(flow_run_id: str, session: SessionDep) -> list[TaskRun]:
+    return task_runs.list_task_runs(session, flow_run_id)

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from headwater.schemas.tokens import TokenCreate, TokenCreated
+from headwater.server.deps import ADMIN, SessionDep
+from headwater.server.models import tokens
+
+router = APIRouter(prefix="/tokens", tags=["tokens"])
+
+
+@router.post("", response_model=TokenCreated, status_code=201, dependencies=[ADMIN])
+def create_token(body: TokenCreate, session: SessionDep) -> TokenCreated:
+    """A new token; the response is the only time it is shown."""
+    return tokens.create_token(session, body)

@@ -1,0 +1,101 @@
+"""The API application: routes under ``/api/v1``, the database, the notifier, the recovery service.
+
+``create_app`` connects to and migrates the database before returning, so a bad
+database is a clear error at start-up, not on the first request.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, DBAPIError, StatementError
+from sqlalchemy.orm import sessionmaker
+
+from headwater import __version__
+from headwater.config.settings import ServerSettings
+from headwater.server.api import agents, flow_runs, flows, health, logs, projects, task_runs, tokens, work
+from headwater.server.database.engine import create_db_engine, database_url
+from headwater.server.database.migrate import upgrade
+from headwater.server.errors import ApiError
+from headwater.server.services.notifier import WorkNotifier
+from headwater.server.services.recovery import RecoveryService
+
+API_PREFIX = "/api/v1"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def auth_required(settings: ServerSettings) -> bool:
+    """Tokens are required when set so, and always when bound beyond loopback."""
+    if settings.auth is None:
+        return not is_loopback(settings.host)
+    return settings.auth
+
+
+def create_app(settings: ServerSettings, home: Path, recovery: bool = True) -> FastAPI:
+    """The ASGI app for ``settings``; its database is connected and migrated."""
+    engine = create_db_engine(database_url(settings.database_url, home))
+    upgrade(engine)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    notifier = WorkNotifier()
+    service = RecoveryService(sessions, settings, notifier.notify) if recovery else None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        import anyio.to_thread
+
+        # long-polling claims each hold a worker thread while they wait
+        anyio.to_thread.current_default_thread_limiter().total_tokens = 400
+        if service is not None:
+            service.start()
+        try:
+            yield
+        finally:
+            if service is not None:
+                service.stop()
+            notifier.notify()
+            engine.dispose()
+
+    app = FastAPI(
+        title="headwater API",
+        version=__version__,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = sessions
+    app.state.notifier = notifier
+    app.state.auth = auth_required(settings)
+    app.state.token_cache = {}
+    for module in (health, projects, flows, flow_runs, task_runs, logs, agents, work, tokens):
+        app.include_router(module.router, prefix=API_PREFIX)
+
+    @app.exception_handler(ApiError)
+    def api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail})
+
+    @app.exception_handler(StatementError)
+    def data_error(_request: Request, exc: StatementError) -> JSONResponse:
+        # a value the database refuses (e.g. a NUL character on PostgreSQL) is bad input;
+        # any other database error is the server's fault and stays a 500
+        if isinstance(exc, DBAPIError) and not isinstance(exc, DataError):
+            raise exc
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        return JSONResponse(status_code=422, content={"detail": f"a value can't be stored: {reason}"})
+
+    return app

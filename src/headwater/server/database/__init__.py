@@ -1,0 +1,1 @@
+"""The server's database: tables (orm), connection (engine), schema migrations (migrate)."""

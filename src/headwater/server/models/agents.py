@@ -1,0 +1,41 @@
+"""Agent queries: register (by name and kind), heartbeat, list. Route: ``server/api/agents.py``."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from headwater.schemas.agents import Agent, AgentRegister
+from headwater.server.database.orm import AgentRow
+from headwater.server.models.common import get_or_404, new_id, utcnow
+
+
+def _agent(row: AgentRow) -> Agent:
+    return Agent(
+        id=row.id, name=row.name, kind=row.kind, labels=row.labels, created=row.created, last_seen=row.last_seen
+    )
+
+
+def register_agent(session: Session, body: AgentRegister) -> Agent:
+    """The agent of this name and kind (created, or updated with these labels)."""
+    now = utcnow()
+    row = session.scalar(select(AgentRow).where(AgentRow.name == body.name, AgentRow.kind == body.kind))
+    if row is None:
+        row = AgentRow(id=new_id(), name=body.name, kind=body.kind, labels=body.labels, created=now, last_seen=now)
+        session.add(row)
+    else:
+        row.labels = body.labels
+        row.last_seen = now
+    session.commit()
+    return _agent(row)
+
+
+def agent_heartbeat(session: Session, agent_id: str) -> Agent:
+    row = get_or_404(session, AgentRow, agent_id, "agent")
+    row.last_seen = utcnow()
+    session.commit()
+    return _agent(row)
+
+
+def list_agents(session: Session) -> list[Agent]:
+    return [_agent(r) for r in session.scalars(select(AgentRow).order_by(AgentRow.last_seen.desc()))]

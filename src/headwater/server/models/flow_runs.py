@@ -1,0 +1,283 @@
+"""Flow-run queries: create, read, list, state changes, heartbeat, explain.
+
+Route: ``server/api/flow_runs.py``. The claim is in ``work.py``; the rules for
+state changes in ``transitions.py``.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from headwater.schemas.flow_runs import (
+    FINISHED_STATES,
+    Explain,
+    ExplainAgent,
+    FlowRun,
+    FlowRunCreate,
+    FlowRunPage,
+    SetState,
+)
+from headwater.server.database.orm import AgentRow, FlowRow, FlowRunLabelRow, FlowRunRow, LogRow, ProjectRow
+from headwater.server.errors import Conflict, Invalid
+from headwater.server.models.common import get_or_404, new_id, utcnow
+from headwater.server.models.flows import latest_flow
+from headwater.server.models.transitions import cancel_target, check_transition
+
+
+def to_schema(row: FlowRunRow, flow_name: str, project_name: str) -> FlowRun:
+    return FlowRun(
+        id=row.id,
+        flow_id=row.flow_id,
+        flow_name=flow_name,
+        project_name=project_name,
+        run_name=row.run_name,
+        state=row.state,
+        state_message=row.state_message,
+        version=row.version,
+        labels=row.labels,
+        parameters=row.parameters,
+        agent_id=row.agent_id,
+        idempotency_key=row.idempotency_key,
+        scheduled_start_time=row.scheduled_start_time,
+        created=row.created,
+        updated=row.updated,
+        start_time=row.start_time,
+        end_time=row.end_time,
+        heartbeat=row.heartbeat,
+        reschedule_count=row.reschedule_count,
+    )
+
+
+def _with_names() -> Select[FlowRunRow, str, str]:
+    return (
+        select(FlowRunRow, FlowRow.name, ProjectRow.name)
+        .join(FlowRow, FlowRow.id == FlowRunRow.flow_id)
+        .join(ProjectRow, ProjectRow.id == FlowRow.project_id)
+    )
+
+
+def read_runs(session: Session, ids: list[str]) -> list[FlowRun]:
+    """Runs by id, in the order given."""
+    found = {
+        row.id: to_schema(row, f, p)
+        for row, f, p in session.execute(_with_names().where(FlowRunRow.id.in_(ids))).tuples()
+    }
+    return [found[i] for i in ids if i in found]
+
+
+def check_parameters(flow_name: str, declared: list[dict[str, Any]], given: dict[str, Any]) -> None:
+    """Invalid (422) naming unknown parameters, or missing required ones."""
+    names = {p["name"] for p in declared}
+    unknown = sorted(set(given) - names)
+    if unknown:
+        raise Invalid(
+            f"flow {flow_name!r} has no parameter(s) {', '.join(map(repr, unknown))}; "
+            f"its parameters are: {', '.join(sorted(names)) or 'none'}"
+        )
+    missing = sorted(p["name"] for p in declared if p["required"] and p["name"] not in given)
+    if missing:
+        raise Invalid(f"flow {flow_name!r} needs parameter(s) {', '.join(map(repr, missing))} (required, no default)")
+
+
+def create_flow_run(session: Session, body: FlowRunCreate) -> FlowRun:
+    """A Scheduled run of the flow version, with the version's labels copied on unless given."""
+    if body.flow_id is not None:
+        flow = get_or_404(session, FlowRow, body.flow_id, "flow")
+    else:
+        assert body.project_name is not None and body.flow_name is not None
+        flow = latest_flow(session, body.project_name, body.flow_name)
+    if flow.archived:
+        raise Conflict(f"flow {flow.name!r} version {flow.version} is archived; register it again to run it")
+    project_name = session.scalar(select(ProjectRow.name).where(ProjectRow.id == flow.project_id)) or ""
+    if body.idempotency_key is not None:
+        existing = session.scalar(
+            select(FlowRunRow).where(FlowRunRow.flow_id == flow.id, FlowRunRow.idempotency_key == body.idempotency_key)
+        )
+        if existing is not None:
+            return to_schema(existing, flow.name, project_name)
+    check_parameters(flow.name, flow.flow_metadata.get("parameters", []), body.parameters)
+    now = utcnow()
+    labels = list(body.labels) if body.labels is not None else list(flow.labels)
+    run_id = new_id()
+    row = FlowRunRow(
+        id=run_id,
+        flow_id=flow.id,
+        run_name=body.run_name or f"{flow.name}-{run_id[:8]}",
+        state="Scheduled",
+        state_message=None,
+        version=1,
+        labels=labels,
+        parameters=body.parameters,
+        idempotency_key=body.idempotency_key,
+        scheduled_start_time=body.scheduled_start_time or now,
+        created=now,
+        updated=now,
+        reschedule_count=0,
+    )
+    session.add(row)
+    try:
+        session.flush()  # the run first: its labels refer to it
+        session.add_all(FlowRunLabelRow(flow_run_id=run_id, label=label) for label in labels)
+        session.commit()
+    except IntegrityError:  # the same idempotency key, created at the same moment
+        session.rollback()
+        existing = session.scalar(
+            select(FlowRunRow).where(FlowRunRow.flow_id == flow.id, FlowRunRow.idempotency_key == body.idempotency_key)
+        )
+        if existing is None:
+            raise
+        return to_schema(existing, flow.name, project_name)
+    return to_schema(row, flow.name, project_name)
+
+
+def get_flow_run(session: Session, flow_run_id: str) -> FlowRun:
+    get_or_404(session, FlowRunRow, flow_run_id, "flow run")
+    return read_runs(session, [flow_run_id])[0]
+
+
+def list_flow_runs(
+    session: Session,
+    *,
+    state: list[str] | None = None,
+    flow_id: str | None = None,
+    flow_name: str | None = None,
+    project_name: str | None = None,
+    label: list[str] | None = None,
+    since: datetime.datetime | None = None,
+    until: datetime.datetime | None = None,
+    offset: int = 0,
+    limit: int = 100,
+) -> FlowRunPage:
+    """Runs matching every filter given (each label given must be on the run), newest first."""
+    query = _with_names()
+    if state:
+        query = query.where(FlowRunRow.state.in_(state))
+    if flow_id is not None:
+        query = query.where(FlowRunRow.flow_id == flow_id)
+    if flow_name is not None:
+        query = query.where(FlowRow.name == flow_name)
+    if project_name is not None:
+        query = query.where(ProjectRow.name == project_name)
+    for each in label or ():
+        query = query.where(
+            select(FlowRunLabelRow.flow_run_id)
+            .where(FlowRunLabelRow.flow_run_id == FlowRunRow.id, FlowRunLabelRow.label == each)
+            .exists()
+        )
+    if since is not None:
+        query = query.where(FlowRunRow.created >= since)
+    if until is not None:
+        query = query.where(FlowRunRow.created < until)
+    total = session.scalar(select(func.count()).select_from(query.with_only_columns(FlowRunRow.id).subquery())) or 0
+    rows = session.execute(
+        query.order_by(FlowRunRow.created.desc(), FlowRunRow.id).offset(offset).limit(limit)
+    ).tuples()
+    return FlowRunPage(flow_runs=[to_schema(r, f, p) for r, f, p in rows], total=total, offset=offset, limit=limit)
+
+
+def _move(row: FlowRunRow, state: str, message: str | None, now: datetime.datetime) -> None:
+    row.state = state
+    row.state_message = message
+    row.version += 1
+    row.updated = now
+    if state == "Running" and row.start_time is None:
+        row.start_time = now
+    if state in FINISHED_STATES:
+        row.end_time = now
+
+
+def set_flow_run_state(session: Session, flow_run_id: str, body: SetState) -> FlowRun:
+    """Move the run to ``body.state`` if the rules allow it and ``body.version`` is current."""
+    row = get_or_404(session, FlowRunRow, flow_run_id, "flow run")
+    if body.version is not None and body.version != row.version:
+        raise Conflict(
+            f"flow run {flow_run_id} is at version {row.version} ({row.state}), not {body.version}: "
+            "someone else changed it; read it again"
+        )
+    check_transition(row.state, body.state)
+    now = utcnow()
+    _move(row, body.state, body.message, now)
+    if body.state == "Scheduled":  # put back by its agent
+        row.agent_id = None
+        row.submitted_at = None
+    if body.state == "Running":
+        row.heartbeat = now
+    session.commit()
+    return get_flow_run(session, flow_run_id)
+
+
+def cancel_flow_run(session: Session, flow_run_id: str) -> FlowRun:
+    row = get_or_404(session, FlowRunRow, flow_run_id, "flow run")
+    target = cancel_target(row.state)
+    _move(row, target, "cancelled on request", utcnow())
+    session.commit()
+    return get_flow_run(session, flow_run_id)
+
+
+def heartbeat(session: Session, flow_run_id: str) -> FlowRun:
+    """Record that the run's process is alive; the answer tells it its current state."""
+    row = get_or_404(session, FlowRunRow, flow_run_id, "flow run")
+    row.heartbeat = utcnow()
+    session.commit()
+    return get_flow_run(session, flow_run_id)
+
+
+def can_take(run_labels: list[str], agent_labels: list[str]) -> tuple[bool, list[str], str]:
+    """The label rule: L ⊆ A, and L = ∅ only when A = ∅. Returns (ok, missing, reason)."""
+    missing = sorted(set(run_labels) - set(agent_labels))
+    if missing:
+        return False, missing, f"the agent lacks label(s) {', '.join(missing)}"
+    if not run_labels and agent_labels:
+        return (
+            False,
+            [],
+            (
+                "the run has no labels, and an agent with labels only takes labelled runs; "
+                "give the run a label this agent has, or start an agent without labels"
+            ),
+        )
+    return True, [], "can take it"
+
+
+def explain(session: Session, flow_run_id: str, seen_within: float) -> Explain:
+    """Which recently seen agents could take this run, and why the others can't."""
+    run = get_flow_run(session, flow_run_id)
+    since = utcnow() - datetime.timedelta(seconds=seen_within)
+    agents = session.scalars(select(AgentRow).where(AgentRow.last_seen >= since).order_by(AgentRow.name)).all()
+    verdicts = []
+    for agent in agents:
+        ok, missing, reason = can_take(run.labels, agent.labels)
+        verdicts.append(
+            ExplainAgent(
+                id=agent.id,
+                name=agent.name,
+                kind=agent.kind,
+                labels=agent.labels,
+                last_seen=agent.last_seen,
+                can_run=ok,
+                missing_labels=missing,
+                reason=reason,
+            )
+        )
+    matched = any(v.can_run for v in verdicts)
+    if not agents:
+        message = f"no agent has been seen in the last {seen_within:.0f}s; start one whose labels include the run's"
+    elif matched:
+        message = f"{sum(v.can_run for v in verdicts)} live agent(s) can take this run"
+    else:
+        message = "no live agent can take this run: " + "; ".join(f"{v.name}: {v.reason}" for v in verdicts)
+    if run.state != "Scheduled":
+        message = f"the run is {run.state} (only Scheduled runs are claimed). " + message
+    return Explain(
+        flow_run_id=run.id, state=run.state, labels=run.labels, matched=matched, message=message, agents=verdicts
+    )
+
+
+def add_log(session: Session, flow_run_id: str, level: str, message: str, name: str) -> None:
+    """A log line from the server itself (recovery), in the run's log."""
+    session.add(LogRow(flow_run_id=flow_run_id, timestamp=utcnow(), level=level, name=name, message=message))

@@ -1,0 +1,1 @@
+"""Services inside the server process: the work notifier and the recovery sweep."""

@@ -1,0 +1,89 @@
+"""The recovery service: finds runs whose process stopped sending heartbeats.
+
+A Submitted or Running run whose last heartbeat (or, before its first, its
+submission) is older than ``heartbeat_timeout`` goes back to Scheduled, at most
+``max_reschedules`` times, then to Failed — each time with a line in the run's
+log saying why. A thread in the server process sweeps every ``recovery_interval``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import threading
+from collections.abc import Callable
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from headwater.config.settings import ServerSettings
+from headwater.server.database.orm import FlowRunRow
+from headwater.server.models.common import utcnow
+from headwater.server.models.flow_runs import add_log
+
+logger = logging.getLogger("headwater.server.recovery")
+
+
+def sweep(session: Session, timeout: float, max_reschedules: int) -> list[tuple[str, str]]:
+    """Recover lost runs now; returns (run id, new state) for each one moved."""
+    now = utcnow()
+    cutoff = now - datetime.timedelta(seconds=timeout)
+    last_sign = func.coalesce(FlowRunRow.heartbeat, FlowRunRow.submitted_at, FlowRunRow.updated)
+    lost = session.scalars(
+        select(FlowRunRow).where(FlowRunRow.state.in_(("Submitted", "Running", "Cancelling")), last_sign < cutoff)
+    ).all()
+    moved = []
+    for row in lost:
+        seen = row.heartbeat or row.submitted_at or row.updated
+        why = (
+            f"no heartbeat from the flow run's process since {seen:%Y-%m-%d %H:%M:%S} UTC "
+            f"(timeout {timeout:g}s, it was {row.state} on agent {row.agent_id})"
+        )
+        if row.state != "Cancelling" and row.reschedule_count < max_reschedules:
+            row.reschedule_count += 1
+            new_state = "Scheduled"
+            message = f"{why}; rescheduled ({row.reschedule_count} of {max_reschedules})"
+            row.agent_id, row.submitted_at, row.heartbeat = None, None, None
+            row.scheduled_start_time = now
+        elif row.state == "Cancelling":
+            new_state, message = "Cancelled", f"{why}; it was being cancelled, so it is Cancelled"
+        else:
+            new_state = "Failed"
+            message = f"{why}; rescheduled {row.reschedule_count} time(s) already (the most allowed), so it Failed"
+            row.end_time = now
+        row.state, row.state_message = new_state, message
+        row.version += 1
+        row.updated = now
+        add_log(session, row.id, "WARNING" if new_state == "Scheduled" else "ERROR", message, logger.name)
+        logger.warning("flow run %s: %s", row.id, message)
+        moved.append((row.id, new_state))
+    session.commit()
+    return moved
+
+
+class RecoveryService:
+    """Runs :func:`sweep` every ``recovery_interval`` seconds in a daemon thread."""
+
+    def __init__(self, sessions: Callable[[], Session], settings: ServerSettings, on_rescheduled: Callable[[], None]):
+        self._sessions = sessions
+        self._settings = settings
+        self._on_rescheduled = on_rescheduled
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="headwater-recovery", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._settings.recovery_interval):
+            try:
+                with self._sessions() as session:
+                    moved = sweep(session, self._settings.heartbeat_timeout, self._settings.max_reschedules)
+                if any(state == "Scheduled" for _, state in moved):
+                    self._on_rescheduled()
+            except Exception:  # keep sweeping; the next sweep may succeed
+                logger.exception("recovery sweep failed")
