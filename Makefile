@@ -21,7 +21,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/mypy
 
+# PostgreSQL (and later other system packages) for the tests; demo needs none of them.
 test: lint
+	bash scripts/ensure-system-deps.sh
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -58,3 +58,38 @@ def settings_env() -> Iterator[Callable[..., Any]]:
 
         yield set_env
     reload_settings()
+
+
+# --- PostgreSQL (tests/pg.py) -------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Any]:
+    """One real PostgreSQL server (a ``pg.PostgresCluster``) on a free 127.0.0.1 port for the session.
+
+    Skips when the server binaries are missing, unless ``CI=true``: CI installs them
+    (``scripts/ensure-system-deps.sh``), so there a missing server fails instead.
+    """
+    from pg import PostgresCluster, postgres_available
+
+    available, reason = postgres_available()
+    if not available:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required in CI (CI=true) but unavailable: {reason}", pytrace=False)
+        pytest.skip(f"PostgreSQL IS NOT INSTALLED, these tests did not run: {reason}")
+    with PostgresCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: Any) -> Iterator[str]:
+    """A fresh, empty database of its own for one test: ``postgresql://postgres@127.0.0.1:<port>/<name>``.
+
+    Dropped after the test (closing connections left open), so a long session does not fill the disk.
+    """
+    import uuid
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    url: str = postgres_cluster.create_database(name)
+    yield url
+    postgres_cluster.drop_database(name)

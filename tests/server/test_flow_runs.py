@@ -39,7 +39,8 @@ def test_labels_are_copied_onto_the_run_and_never_change(api: httpx.Client, uniq
 
 def test_parameters_are_checked_against_the_flow(api: httpx.Client, unique: str) -> None:
     project(api, f"p-{unique}")
-    flow_id = api.post("/flows", json={"project_name": f"p-{unique}", "metadata": metadata("etl", required=True)}).json()["id"]
+    body = {"project_name": f"p-{unique}", "metadata": metadata("etl", required=True)}
+    flow_id = api.post("/flows", json=body).json()["id"]
     unknown = api.post("/runs", json={"flow_id": flow_id, "parameters": {"x": 1, "y": 2}})
     assert unknown.status_code == 422 and "'y'" in unknown.json()["detail"]
     missing = api.post("/runs", json={"flow_id": flow_id})

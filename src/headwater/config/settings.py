@@ -87,6 +87,9 @@ class ServerSettings(BaseModel):
     agent_seen_window: float = Field(
         120.0, gt=0, description="An agent seen within this many seconds counts as live (explain)."
     )
+    max_claim_wait: float = Field(
+        60.0, ge=0, description="Longest a claim call may long-poll; longer requested waits are cut to this."
+    )
     max_log_batch: int = Field(1000, ge=1, description="Most log records one request may append (more: 413).")
 
 

@@ -22,10 +22,10 @@ def claim(body: ClaimRequest, session: SessionDep, request: Request) -> ClaimRes
     """Due runs whose labels fit this agent's (L ⊆ A, and L = ∅ only when A = ∅), now Submitted to it.
 
     With ``wait`` > 0 and nothing due, waits until a matching run is due or
-    ``wait`` seconds pass.
+    ``wait`` seconds pass (at most the ``server.max_claim_wait`` setting).
     """
     notifier = request.app.state.notifier
-    deadline = time.monotonic() + body.wait
+    deadline = time.monotonic() + min(body.wait, request.app.state.settings.max_claim_wait)
     while True:
         seen = notifier.generation
         runs = work.claim(session, body.agent_id, body.labels, body.limit)
