@@ -3,25 +3,28 @@ from __future__ import annotations
 import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 
 from headwater.schemas.flow_runs import Explain, FlowRun, FlowRunCreate, FlowRunPage, SetState
-from headwater.server.deps import AGENT, USER, SessionDep
+from headwater.server.deps import AGENT, USER, db
 from headwater.server.models import flow_runs
 
 router = APIRouter(prefix="/runs", tags=["flow runs"])
 
 
 @router.post("", response_model=FlowRun, status_code=201, dependencies=[USER])
-def create_flow_run(body: FlowRunCreate, session: SessionDep, request: Request) -> FlowRun:
-    run = flow_runs.create_flow_run(session, body)
+def create_flow_run(body: FlowRunCreate, request: Request) -> Response:
+    """Schedule a run; its labels are the flow version's (copied on), unless given."""
+    with db(request) as session:
+        run = flow_runs.create_flow_run(session, body)
     request.app.state.notifier.notify()
-    return run
+    # serialized once here: the hot path of run creation (FastAPI would validate the model again)
+    return Response(run.model_dump_json(), status_code=201, media_type="application/json")
 
 
 @router.get("", response_model=FlowRunPage, dependencies=[AGENT])
 def list_flow_runs(
-    session: SessionDep,
+    request: Request,
     state: Annotated[list[str] | None, Query()] = None,
     flow_id: str | None = None,
     flow_name: str | None = None,
@@ -33,46 +36,52 @@ def list_flow_runs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> FlowRunPage:
     """Runs matching all filters (every ``label`` given must be on the run), newest first."""
-    return flow_runs.list_flow_runs(
-        session,
-        state=state,
-        flow_id=flow_id,
-        flow_name=flow_name,
-        project_name=project_name,
-        label=label,
-        since=since,
-        until=until,
-        offset=offset,
-        limit=limit,
-    )
+    with db(request) as session:
+        return flow_runs.list_flow_runs(
+            session,
+            state=state,
+            flow_id=flow_id,
+            flow_name=flow_name,
+            project_name=project_name,
+            label=label,
+            since=since,
+            until=until,
+            offset=offset,
+            limit=limit,
+        )
 
 
 @router.get("/{flow_run_id}", response_model=FlowRun, dependencies=[AGENT])
-def get_flow_run(flow_run_id: str, session: SessionDep) -> FlowRun:
-    return flow_runs.get_flow_run(session, flow_run_id)
+def get_flow_run(flow_run_id: str, request: Request) -> FlowRun:
+    with db(request) as session:
+        return flow_runs.get_flow_run(session, flow_run_id)
 
 
 @router.post("/{flow_run_id}/state", response_model=FlowRun, dependencies=[AGENT])
-def set_flow_run_state(flow_run_id: str, body: SetState, session: SessionDep, request: Request) -> FlowRun:
+def set_flow_run_state(flow_run_id: str, body: SetState, request: Request) -> FlowRun:
     """Propose a state; 409 when the rules forbid the move or ``version`` is stale."""
-    run = flow_runs.set_flow_run_state(session, flow_run_id, body)
-    if run.state == "Scheduled":
-        request.app.state.notifier.notify()
-    return run
+    with db(request) as session:
+        run = flow_runs.set_flow_run_state(session, flow_run_id, body)
+        if run.state == "Scheduled":
+            request.app.state.notifier.notify()
+        return run
 
 
 @router.post("/{flow_run_id}/cancel", response_model=FlowRun, dependencies=[USER])
-def cancel_flow_run(flow_run_id: str, session: SessionDep) -> FlowRun:
+def cancel_flow_run(flow_run_id: str, request: Request) -> FlowRun:
     """Scheduled runs become Cancelled; Submitted and Running ones Cancelling (their process stops them)."""
-    return flow_runs.cancel_flow_run(session, flow_run_id)
+    with db(request) as session:
+        return flow_runs.cancel_flow_run(session, flow_run_id)
 
 
 @router.post("/{flow_run_id}/heartbeat", response_model=FlowRun, dependencies=[AGENT])
-def heartbeat(flow_run_id: str, session: SessionDep) -> FlowRun:
-    return flow_runs.heartbeat(session, flow_run_id)
+def heartbeat(flow_run_id: str, request: Request) -> FlowRun:
+    with db(request) as session:
+        return flow_runs.heartbeat(session, flow_run_id)
 
 
 @router.get("/{flow_run_id}/explain", response_model=Explain, dependencies=[AGENT])
-def explain(flow_run_id: str, session: SessionDep, request: Request) -> Explain:
+def explain(flow_run_id: str, request: Request) -> Explain:
     """Which live agents could take this run, and which labels the others lack."""
-    return flow_runs.explain(session, flow_run_id, request.app.state.settings.agent_seen_window)
+    with db(request) as session:
+        return flow_runs.explain(session, flow_run_id, request.app.state.settings.agent_seen_window)

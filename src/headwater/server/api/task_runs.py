@@ -1,20 +1,22 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from headwater.schemas.task_runs import TaskRun, TaskRunBatch
-from headwater.server.deps import AGENT, SessionDep
+from headwater.server.deps import AGENT, db
 from headwater.server.models import task_runs
 
 router = APIRouter(prefix="/runs/{flow_run_id}/task_runs", tags=["task runs"])
 
 
 @router.post("", response_model=list[TaskRun], dependencies=[AGENT])
-def upsert_task_runs(flow_run_id: str, body: TaskRunBatch, session: SessionDep) -> list[TaskRun]:
+def upsert_task_runs(flow_run_id: str, body: TaskRunBatch, request: Request) -> list[TaskRun]:
     """Create or update task runs by slug, in one batch."""
-    return task_runs.upsert_task_runs(session, flow_run_id, body)
+    with db(request) as session:
+        return task_runs.upsert_task_runs(session, flow_run_id, body)
 
 
 @router.get("", response_model=list[TaskRun], dependencies=[AGENT])
-def list_task_runs(flow_run_id: str, session: SessionDep) -> list[TaskRun]:
-    return task_runs.list_task_runs(session, flow_run_id)
+def list_task_runs(flow_run_id: str, request: Request) -> list[TaskRun]:
+    with db(request) as session:
+        return task_runs.list_task_runs(session, flow_run_id)

@@ -1,0 +1,203 @@
+"""API benchmarks (issue 3). Prints one JSON document; client and server both on this machine.
+
+    .venv/bin/python bench/api.py [--quick]
+
+Figures, each for SQLite and PostgreSQL (a throwaway cluster, as the tests start one):
+- ``create_runs``: flow runs created per second through ``headwater.client.Client`` from one
+  client; baseline: bare ``GET /health`` requests per second over the same client (the HTTP floor).
+  Target ≥ 500/s on SQLite.
+- ``claim_latency``: a run created while an agent's claim call is long-polling is handed to it;
+  milliseconds from the start of the create call to the claim's answer. Target median ≤ 50 ms,
+  p99 ≤ 250 ms (the environment-era agents poll every 10 s at their slowest backoff).
+- ``concurrent_claims``: 10 claimers over 5,000 runs: every run claimed exactly once; claims/s.
+- ``register_1000``: registering a 1,000-task flow (serialize + Local storage + HTTP). Target ≤ 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from headwater import Flow, task
+from headwater.client import Client
+from headwater.server.process import ServerProcess
+from headwater.storage import Local
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+
+@task
+def step(x: int = 0) -> int:
+    return x + 1
+
+
+def small_flow() -> Flow:
+    with Flow("bench") as flow:
+        step(step(1))
+    return flow
+
+
+def chain(n: int) -> Flow:
+    with Flow("big") as flow:
+        last = step(0)
+        for _ in range(n - 1):
+            last = step(last)
+    return flow
+
+
+def create_runs(client: Client, flow_id: str, n: int) -> dict[str, Any]:
+    for _ in range(50):  # warm up connections and caches
+        client.health()
+    start = time.perf_counter()
+    for _ in range(n):
+        client.health()
+    floor = n / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for _ in range(n):
+        client.create_flow_run(flow_id, labels=["bulk"])
+    rate = n / (time.perf_counter() - start)
+    return {"runs": n, "runs_per_s": round(rate, 1), "baseline_health_requests_per_s": round(floor, 1),
+            "target_runs_per_s": 500}
+
+
+def claim_latency(url: str, flow_id: str, samples: int) -> dict[str, Any]:
+    creator, waiter = Client(url), Client(url)
+    agent_id = waiter.register_agent("latency-agent", "bench", ["latency"])
+    latencies = []
+    for _ in range(samples):
+        answered: dict[str, float] = {}
+        ready = threading.Event()
+
+        def wait_for_run() -> None:
+            ready.set()
+            runs = waiter.claim_flow_runs(agent_id, ["latency"], limit=1, wait=10)
+            answered["at"] = time.perf_counter()
+            answered["n"] = len(runs)
+
+        thread = threading.Thread(target=wait_for_run)
+        thread.start()
+        ready.wait()
+        time.sleep(0.02)  # let the claim call reach the server and start waiting
+        started = time.perf_counter()
+        creator.create_flow_run(flow_id, labels=["latency"])
+        thread.join()
+        assert answered["n"] == 1
+        latencies.append((answered["at"] - started) * 1000)
+    latencies.sort()
+    creator.close()
+    waiter.close()
+    return {
+        "samples": samples,
+        "median_ms": round(statistics.median(latencies), 2),
+        "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 2),
+        "max_ms": round(latencies[-1], 2),
+        "target_median_ms": 50,
+        "target_p99_ms": 250,
+        "context_environment_era_poll_ms": 10_000,
+    }
+
+
+def concurrent_claims(url: str, flow_id: str, runs: int, claimers: int) -> dict[str, Any]:
+    with Client(url) as client:
+        created = {client.create_flow_run(flow_id, labels=["pool"]) for _ in range(runs)}
+        agents = [client.register_agent(f"claimer-{i}", "bench", ["pool"]) for i in range(claimers)]
+    claimed: list[str] = []
+    lock = threading.Lock()
+
+    def claimer(agent_id: str) -> None:
+        with Client(url) as own:
+            while True:
+                batch = own.claim_flow_runs(agent_id, ["pool"], limit=10)
+                if not batch:
+                    return
+                with lock:
+                    claimed.extend(r.id for r in batch)
+
+    threads = [threading.Thread(target=claimer, args=(a,)) for a in agents]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    counts = Counter(claimed)
+    return {
+        "runs": runs,
+        "claimers": claimers,
+        "claimed_exactly_once": set(counts) == created and max(counts.values()) == 1,
+        "claims_per_s": round(len(claimed) / elapsed, 1),
+    }
+
+
+def register_big(client: Client, folder: Path) -> dict[str, Any]:
+    flow = chain(1000)
+    flow.storage = Local(directory=str(folder / "flows"))
+    start = time.perf_counter()
+    client.register(flow, "bench")
+    elapsed = time.perf_counter() - start
+    return {"tasks": 1000, "seconds": round(elapsed, 3), "target_seconds": 1.0}
+
+
+def measure(kind: str, folder: Path, quick: bool) -> dict[str, Any]:
+    cluster = None
+    if kind == "sqlite":
+        url = f"sqlite:///{folder / 'bench.db'}"
+    else:
+        from pg import PostgresCluster  # the tests' throwaway cluster
+
+        cluster = PostgresCluster()
+        cluster.start()
+        url = cluster.create_database("bench")
+    server = ServerProcess(folder, url).start()
+    try:
+        with Client(server.url) as client:
+            client.create_project("bench")
+            flow = small_flow()
+            flow.storage = Local(directory=str(folder / "flows"))
+            flow_id = client.register(flow, "bench")
+            results = {
+                "create_runs": create_runs(client, flow_id, 300 if quick else 2000),
+                "claim_latency": claim_latency(server.url, flow_id, 30 if quick else 200),
+                "concurrent_claims": concurrent_claims(server.url, flow_id, 1000 if quick else 5000, 10),
+                "register_1000": register_big(client, folder),
+            }
+    finally:
+        server.stop()
+        if cluster is not None:
+            cluster.stop()
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer samples (a smoke run)")
+    args = parser.parse_args()
+    import logging
+
+    logging.getLogger("headwater").setLevel(logging.WARNING)
+    results: dict[str, Any] = {}
+    for kind in ("sqlite", "postgres"):
+        with tempfile.TemporaryDirectory(prefix=f"hw-bench-{kind}-") as folder:
+            results[kind] = measure(kind, Path(folder), args.quick)
+    sqlite = results["sqlite"]
+    results["met"] = {
+        "create_runs_sqlite_ge_500_per_s": sqlite["create_runs"]["runs_per_s"] >= 500,
+        "claim_latency_median_le_50ms": all(results[k]["claim_latency"]["median_ms"] <= 50 for k in ("sqlite", "postgres")),
+        "claim_latency_p99_le_250ms": all(results[k]["claim_latency"]["p99_ms"] <= 250 for k in ("sqlite", "postgres")),
+        "claims_exactly_once": all(results[k]["concurrent_claims"]["claimed_exactly_once"] for k in ("sqlite", "postgres")),
+        "register_1000_le_1s": all(results[k]["register_1000"]["seconds"] <= 1.0 for k in ("sqlite", "postgres")),
+    }
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

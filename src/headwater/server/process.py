@@ -1,0 +1,87 @@
+"""A headwater server in a subprocess on 127.0.0.1: used by tests, benchmarks and the demo."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """``headwater server start`` in a subprocess, with its own home folder and database.
+
+    Args:
+        home: its ``HEADWATER__HOME`` (also where its output is written).
+        database_url: ``sqlite:///...`` or ``postgresql://...``.
+        env: extra environment variables (e.g. ``HEADWATER__SERVER__AUTH``).
+        host: the address it binds; it is always reached over 127.0.0.1.
+    """
+
+    def __init__(
+        self, home: Path, database_url: str, env: dict[str, str] | None = None, host: str = "127.0.0.1"
+    ) -> None:
+        self.home = home
+        self.database_url = database_url
+        self.port = free_port()
+        self.host = host
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.api = f"{self.url}/api/v1"
+        self.env = {**os.environ, "HEADWATER__HOME": str(home), **(env or {})}
+        self.log = home / f"server-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "headwater.cli",
+            "server",
+            "start",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--database",
+            self.database_url,
+        ]
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        self.home.mkdir(parents=True, exist_ok=True)
+        out = self.log.open("wb")
+        self.process = subprocess.Popen(self.command(), env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.output()}")
+            try:
+                if httpx.get(f"{self.api}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"server did not answer within {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
