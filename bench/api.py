@@ -64,8 +64,12 @@ def create_runs(client: Client, flow_id: str, n: int) -> dict[str, Any]:
     for _ in range(n):
         client.create_flow_run(flow_id, labels=["bulk"])
     rate = n / (time.perf_counter() - start)
-    return {"runs": n, "runs_per_s": round(rate, 1), "baseline_health_requests_per_s": round(floor, 1),
-            "target_runs_per_s": 500}
+    return {
+        "runs": n,
+        "runs_per_s": round(rate, 1),
+        "baseline_health_requests_per_s": round(floor, 1),
+        "target_runs_per_s": 500,
+    }
 
 
 def claim_latency(url: str, flow_id: str, samples: int) -> dict[str, Any]:
@@ -76,7 +80,7 @@ def claim_latency(url: str, flow_id: str, samples: int) -> dict[str, Any]:
         answered: dict[str, float] = {}
         ready = threading.Event()
 
-        def wait_for_run() -> None:
+        def wait_for_run(answered: dict[str, float] = answered, ready: threading.Event = ready) -> None:
             ready.set()
             runs = waiter.claim_flow_runs(agent_id, ["latency"], limit=1, wait=10)
             answered["at"] = time.perf_counter()
@@ -190,9 +194,13 @@ def main() -> int:
     sqlite = results["sqlite"]
     results["met"] = {
         "create_runs_sqlite_ge_500_per_s": sqlite["create_runs"]["runs_per_s"] >= 500,
-        "claim_latency_median_le_50ms": all(results[k]["claim_latency"]["median_ms"] <= 50 for k in ("sqlite", "postgres")),
+        "claim_latency_median_le_50ms": all(
+            results[k]["claim_latency"]["median_ms"] <= 50 for k in ("sqlite", "postgres")
+        ),
         "claim_latency_p99_le_250ms": all(results[k]["claim_latency"]["p99_ms"] <= 250 for k in ("sqlite", "postgres")),
-        "claims_exactly_once": all(results[k]["concurrent_claims"]["claimed_exactly_once"] for k in ("sqlite", "postgres")),
+        "claims_exactly_once": all(
+            results[k]["concurrent_claims"]["claimed_exactly_once"] for k in ("sqlite", "postgres")
+        ),
         "register_1000_le_1s": all(results[k]["register_1000"]["seconds"] <= 1.0 for k in ("sqlite", "postgres")),
     }
     print(json.dumps(results, indent=2))

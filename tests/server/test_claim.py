@@ -148,3 +148,23 @@ def test_concurrent_claimers_never_share_a_run(fresh_server: Callable[..., LiveS
         page = api.get("/runs", params={"state": "Submitted", "limit": 1000}).json()
         owners = {r["id"]: r["agent_id"] for r in page["flow_runs"]}
     assert owners == dict(claimed)
+
+
+def test_explain_uses_the_labels_an_agent_claims_with(api: httpx.Client, unique: str) -> None:
+    project(api, f"x-{unique}")
+    r = run(api, register(api, f"x-{unique}", "etl"), labels=[f"gpu-{unique}"])
+    aid = agent(api, f"a-{unique}", [f"cpu-{unique}"])
+    verdict = {a["id"]: a for a in api.get(f"/runs/{r['id']}/explain").json()["agents"]}
+    assert verdict[aid]["can_run"] is False
+    claim(api, aid, [f"cpu-{unique}", f"other-{unique}"])  # claims with other labels than it registered
+    verdict = {a["id"]: a for a in api.get(f"/runs/{r['id']}/explain").json()["agents"]}
+    assert verdict[aid]["labels"] == [f"cpu-{unique}", f"other-{unique}"]
+
+
+def test_max_claim_wait_cuts_long_waits(fresh_server: Callable[..., LiveServer]) -> None:
+    live = fresh_server("sqlite", env={"HEADWATER__SERVER__MAX_CLAIM_WAIT": "0.3"})
+    with httpx.Client(base_url=live.api, timeout=60) as api:
+        aid = agent(api, "a", ["x"])
+        started = time.monotonic()
+        assert claim(api, aid, ["x"], wait=30) == []
+        assert time.monotonic() - started < 10

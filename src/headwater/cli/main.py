@@ -22,6 +22,11 @@ def _parse_param(text: str) -> tuple[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from headwater.cli.runs import check_form, run_via_api
+
+    check_form(args)
+    if args.project is not None:
+        return run_via_api(args)
     from headwater.engine.progress import ConsoleProgress, format_states
     from headwater.executors.base import executor_from_path
     from headwater.storage.script import extract_flow_from_file
@@ -41,17 +46,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="headwater", description="headwater workflow orchestrator")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("version", help="print headwater's version")
-    run = commands.add_parser("run", help="run a flow from a .py file here and now")
-    run.add_argument("file", help="the .py file that builds the flow")
-    run.add_argument("--name", help="which flow, when the file has several")
+    run = commands.add_parser(
+        "run", help="run a flow: from a .py file here and now, or a registered flow through the API (--project)"
+    )
+    run.add_argument("file", nargs="?", help="the .py file that builds the flow (run here and now)")
+    run.add_argument("--name", help="which flow, when the file has several; with --project, the flow to run")
     run.add_argument("--param", "-p", action="append", default=[], type=_parse_param,
                      metavar="NAME=VALUE", help="a parameter (value parsed as JSON when it can be)")
     run.add_argument("--executor", help="executor import path, e.g. headwater.executors.LocalDaskExecutor")
     run.add_argument("--executor-kwargs", default="{}", help="executor kwargs as JSON")
+    api = run.add_argument_group("through the API", "create a flow run on the server instead of running here")
+    api.add_argument("--project", help="the registered flow's project: run through the API")
+    api.add_argument("--label", "-l", action="append", default=None, metavar="LABEL",
+                     help="a label of the run, instead of the flow's (repeatable)")
+    api.add_argument("--run-name", help="a name for the run")
+    api.add_argument("--watch", action="store_true",
+                     help="follow states and logs until the run ends; exit 1 unless it ends Success")
     run.set_defaults(handler=_run)
-    from headwater.cli import server
+    from headwater.cli import create, explain, get, logs, register, server
 
-    server.add_parser(commands)
+    for group in (server, create, register, get, logs, explain):
+        group.add_parser(commands)
     return parser
 
 

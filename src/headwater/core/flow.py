@@ -386,6 +386,21 @@ class Flow:
 
         return serialize_flow(self)
 
+    def register(
+        self,
+        project_name: str,
+        build: bool = True,
+        labels: Iterable[str] | None = None,
+        idempotency_key: str | None = None,
+        **storage_kwargs: Any,
+    ) -> str:
+        """Store the flow and register it with the API; returns its id. See ``headwater.registration``."""
+        from headwater.registration import register_flow
+
+        return register_flow(
+            self, project_name, build=build, labels=labels, idempotency_key=idempotency_key, **storage_kwargs
+        )
+
     def visualize(self, filename: str | None = None) -> str:
         """The graph in Graphviz DOT; written to ``filename`` when given."""
         from headwater.visualize import flow_to_dot

@@ -27,14 +27,20 @@ class ServerProcess:
         database_url: ``sqlite:///...`` or ``postgresql://...``.
         env: extra environment variables (e.g. ``HEADWATER__SERVER__AUTH``).
         host: the address it binds; it is always reached over 127.0.0.1.
+        port: the port; default a free one.
     """
 
     def __init__(
-        self, home: Path, database_url: str, env: dict[str, str] | None = None, host: str = "127.0.0.1"
+        self,
+        home: Path,
+        database_url: str,
+        env: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
+        port: int | None = None,
     ) -> None:
         self.home = home
         self.database_url = database_url
-        self.port = free_port()
+        self.port = port or free_port()
         self.host = host
         self.url = f"http://127.0.0.1:{self.port}"
         self.api = f"{self.url}/api/v1"

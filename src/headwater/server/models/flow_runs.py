@@ -7,9 +7,9 @@ state changes in ``transitions.py``.
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, func, insert, select
+from sqlalchemy import Select, Table, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,6 +27,9 @@ from headwater.server.errors import Conflict, Invalid, NotFound
 from headwater.server.models.common import get_or_404, new_id, utcnow
 from headwater.server.models.flows import latest_flow
 from headwater.server.models.transitions import cancel_target, check_transition
+
+FLOW_RUNS = cast(Table, FlowRunRow.__table__)
+FLOW_RUN_LABELS = cast(Table, FlowRunLabelRow.__table__)
 
 
 def to_schema(row: FlowRunRow, flow_name: str, project_name: str) -> FlowRun:
@@ -87,7 +90,12 @@ def check_parameters(flow_name: str, declared: list[dict[str, Any]], given: dict
 def _flow_for_run(session: Session, body: FlowRunCreate) -> Any:
     """The fields of the flow version a new run needs, in one query (the hot path of run creation)."""
     query = select(
-        FlowRow.id, FlowRow.name, FlowRow.version, FlowRow.archived, FlowRow.labels, FlowRow.flow_metadata,
+        FlowRow.id,
+        FlowRow.name,
+        FlowRow.version,
+        FlowRow.archived,
+        FlowRow.labels,
+        FlowRow.flow_metadata,
         ProjectRow.name.label("project_name"),
     ).join(ProjectRow, ProjectRow.id == FlowRow.project_id)
     if body.flow_id is not None:
@@ -101,9 +109,7 @@ def _flow_for_run(session: Session, body: FlowRunCreate) -> Any:
 
 
 def _existing_run(session: Session, flow: Any, key: str) -> FlowRun | None:
-    row = session.scalar(
-        select(FlowRunRow).where(FlowRunRow.flow_id == flow.id, FlowRunRow.idempotency_key == key)
-    )
+    row = session.scalar(select(FlowRunRow).where(FlowRunRow.flow_id == flow.id, FlowRunRow.idempotency_key == key))
     return to_schema(row, flow.name, flow.project_name) if row is not None else None
 
 
@@ -137,10 +143,10 @@ def create_flow_run(session: Session, body: FlowRunCreate) -> FlowRun:
     }
     try:
         # Core inserts on the tables: the ORM's unit of work would double this path's cost
-        session.execute(insert(FlowRunRow.__table__), values)
+        session.execute(insert(FLOW_RUNS), values)
         if values["labels"]:
             session.execute(
-                insert(FlowRunLabelRow.__table__), [{"flow_run_id": run_id, "label": label} for label in values["labels"]]
+                insert(FLOW_RUN_LABELS), [{"flow_run_id": run_id, "label": label} for label in values["labels"]]
             )
         session.commit()
     except IntegrityError:  # the same idempotency key, created at the same moment

@@ -37,6 +37,8 @@ def claim(session: Session, agent_id: str, labels: list[str], limit: int) -> lis
     agent = get_or_404(session, AgentRow, agent_id, "agent")
     now = utcnow()
     agent.last_seen = now
+    if agent.labels != labels:  # explain judges by the labels the agent last claimed with
+        agent.labels = list(labels)
     candidates = (
         select(FlowRunRow.id)
         .where(FlowRunRow.state == "Scheduled", FlowRunRow.scheduled_start_time <= now, label_match(labels))

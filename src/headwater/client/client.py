@@ -1,0 +1,198 @@
+"""``Client``: the Python client of the headwater API (sync, one keep-alive connection pool).
+
+Projects, flows, registration, agents, the claim, tokens and health are here;
+flow runs, their states, logs and task runs are in ``flow_runs.py`` (mixed in).
+Answers are parsed into the wire models of ``headwater.schemas``; requests are
+sent as plain JSON of the same shape and checked by the server alone, so a value
+it refuses comes back as a :class:`~headwater.client.errors.ValidationError`
+carrying the server's message, the same for every caller. The routes are ``headwater/server/api/``; the transport
+(retries, errors) is ``http.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from pydantic import SecretStr, TypeAdapter
+
+from headwater.client.flow_runs import FlowRunsMixin, segment
+from headwater.client.http import Transport
+from headwater.schemas.agents import Agent, ClaimResponse
+from headwater.schemas.common import Health
+from headwater.schemas.flow_runs import FlowRun
+from headwater.schemas.flows import Flow, FlowDetail, FlowMetadata, FlowRegistered
+from headwater.schemas.projects import Project
+from headwater.schemas.tokens import TokenCreated
+
+if TYPE_CHECKING:
+    from headwater.core.flow import Flow as CoreFlow
+
+_PROJECTS = TypeAdapter(list[Project])
+_FLOWS = TypeAdapter(list[Flow])
+_AGENTS = TypeAdapter(list[Agent])
+
+
+class Client(FlowRunsMixin):
+    """Talks to a headwater API server.
+
+    Args:
+        api_url: the server, e.g. ``http://127.0.0.1:4200``; default the setting
+            ``api.url`` (``HEADWATER__API__URL``).
+        api_token: the API token; default the setting ``api.token``
+            (``HEADWATER__API__TOKEN``). Sent as ``Authorization: Bearer <token>``.
+        tries: attempts per request on connection errors and 5xx answers.
+        backoff: seconds before the first retry, doubled for each next one.
+        timeout: seconds to wait for an answer.
+
+    Use it as a context manager, or call :meth:`close`, to release its connections.
+    """
+
+    def __init__(
+        self,
+        api_url: str | None = None,
+        api_token: str | SecretStr | None = None,
+        *,
+        tries: int = 4,
+        backoff: float = 0.1,
+        timeout: float = 30.0,
+    ) -> None:
+        if api_url is None or api_token is None:
+            from headwater.config import get_settings
+
+            settings = get_settings().api
+            api_url = settings.url if api_url is None else api_url
+            api_token = settings.token if api_token is None else api_token
+        token = api_token.get_secret_value() if isinstance(api_token, SecretStr) else api_token
+        self.timeout = timeout
+        self._http = Transport(api_url, token or None, tries=tries, backoff=backoff, timeout=timeout)
+
+    @property
+    def api_url(self) -> str:
+        """The URL the routes hang off, e.g. ``http://127.0.0.1:4200/api/v1``."""
+        return self._http.base_url
+
+    def __repr__(self) -> str:
+        return f"<Client: {self.api_url}>"
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def health(self) -> Health:
+        """The server's status, version and database kind (needs no token)."""
+        return Health.model_validate(self._http.request("GET", "/health"))
+
+    # -- projects ----------------------------------------------------------------
+
+    def create_project(self, name: str) -> str:
+        """Create a project and return its id (ConflictError if the name is taken)."""
+        return str(self._http.request("POST", "/projects", json={"name": name})["id"])
+
+    def list_projects(self) -> list[Project]:
+        """Every project, by name."""
+        return _PROJECTS.validate_python(self._http.request("GET", "/projects"))
+
+    def delete_project(self, project_id: str) -> None:
+        """Delete a project with its flows and their runs."""
+        self._http.request("DELETE", f"/projects/{segment(project_id)}")
+
+    # -- flows ---------------------------------------------------------------------
+
+    def register(
+        self,
+        flow: CoreFlow,
+        project_name: str,
+        build: bool = True,
+        labels: Iterable[str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> str:
+        """Store the flow's code and register its metadata; returns the flow version's id.
+
+        See ``headwater.registration.register_flow``.
+        """
+        from headwater.registration import register_flow
+
+        return register_flow(
+            flow, project_name, build=build, labels=labels, idempotency_key=idempotency_key, client=self
+        )
+
+    def register_flow_metadata(
+        self,
+        project_name: str,
+        metadata: dict[str, Any] | FlowMetadata,
+        labels: Iterable[str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> FlowRegistered:
+        """Send a flow's metadata (``flow.serialize()``) to the server as a new version.
+
+        Identical metadata returns the existing version with ``created=False``.
+        """
+        if isinstance(metadata, FlowMetadata):
+            metadata = metadata.model_dump(mode="json")
+        body = {
+            "project_name": project_name,
+            "metadata": metadata,
+            "labels": list(labels or ()),
+            "idempotency_key": idempotency_key,
+        }
+        return FlowRegistered.model_validate(self._http.request("POST", "/flows", json=body))
+
+    def list_flows(
+        self, project_name: str | None = None, name: str | None = None, include_archived: bool = False
+    ) -> list[Flow]:
+        """Registered flow versions, by project, name and version."""
+        params: dict[str, Any] = {"include_archived": include_archived}
+        if project_name is not None:
+            params["project_name"] = project_name
+        if name is not None:
+            params["name"] = name
+        return _FLOWS.validate_python(self._http.request("GET", "/flows", params=params))
+
+    def get_flow(self, flow_id: str) -> FlowDetail:
+        """A flow version with its full metadata."""
+        return FlowDetail.model_validate(self._http.request("GET", f"/flows/{segment(flow_id)}"))
+
+    def archive_flow(self, flow_id: str) -> Flow:
+        """Archive a flow version: no new runs of it (register again to revive it)."""
+        return Flow.model_validate(self._http.request("POST", f"/flows/{segment(flow_id)}/archive"))
+
+    # -- agents --------------------------------------------------------------------
+
+    def register_agent(self, name: str, kind: str, labels: Iterable[str]) -> str:
+        """Register (or re-register) the agent of this name and kind; returns its id."""
+        body = {"name": name, "kind": kind, "labels": list(labels)}
+        return str(self._http.request("POST", "/agents", json=body)["id"])
+
+    def agent_heartbeat(self, agent_id: str) -> Agent:
+        """Tell the server the agent is alive."""
+        return Agent.model_validate(self._http.request("POST", f"/agents/{segment(agent_id)}/heartbeat"))
+
+    def list_agents(self) -> list[Agent]:
+        """Every agent, most recently seen first."""
+        return _AGENTS.validate_python(self._http.request("GET", "/agents"))
+
+    def claim_flow_runs(
+        self, agent_id: str, labels: Iterable[str], limit: int = 1, wait: float = 0.0
+    ) -> list[FlowRun]:
+        """Claim up to ``limit`` due runs these labels match; they come back Submitted to this agent.
+
+        With ``wait`` > 0 the server holds the request until a run is due or
+        ``wait`` seconds pass (long-poll), so an empty list means nothing came.
+        """
+        body = {"agent_id": agent_id, "labels": list(labels), "limit": limit, "wait": wait}
+        answer = self._http.request("POST", "/work/claim", json=body, timeout=max(self.timeout, wait + 15.0))
+        return ClaimResponse.model_validate(answer).flow_runs
+
+    # -- tokens --------------------------------------------------------------------
+
+    def create_token(self, name: str, scope: str) -> TokenCreated:
+        """A new API token (needs an admin token); ``.token`` is shown only this once."""
+        answer = self._http.request("POST", "/tokens", json={"name": name, "scope": scope})
+        return TokenCreated.model_validate(answer)

@@ -1,0 +1,220 @@
+"""The flow-run half of ``Client``: runs, their states, heartbeats, logs, task runs, explain.
+
+Mixed into ``client.py``'s ``Client``. Server side: ``server/api/flow_runs.py``,
+``logs.py`` and ``task_runs.py``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from pydantic import TypeAdapter
+from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+from headwater.schemas.flow_runs import FINISHED_STATES, Explain, FlowRun, FlowRunPage
+from headwater.schemas.logs import LogPage, LogRecord, LogRecordIn
+from headwater.schemas.task_runs import TaskRun, TaskRunUpdate
+
+if TYPE_CHECKING:
+    from headwater.client.http import Transport
+
+_TASK_RUNS = TypeAdapter(list[TaskRun])
+
+#: Records per page when reading logs, and per request when writing them.
+LOG_PAGE = 1000
+
+
+def segment(value: str) -> str:
+    """``value`` quoted to be one path segment (an id can't reach another route)."""
+    return urllib.parse.quote(str(value), safe="")
+
+
+def jsonable(value: Any, what: str) -> Any:
+    """``value`` with datetimes and models turned into JSON values; ValueError naming ``what`` if it can't be."""
+    try:
+        return to_jsonable_python(value)
+    except PydanticSerializationError as exc:
+        raise ValueError(f"{what} must be JSON values (str, number, list, dict): {exc}") from None
+
+
+def state_name(state: Any) -> tuple[str, str | None]:
+    """``(name, message)`` of a state given as a name, a State or a State class."""
+    if isinstance(state, str):
+        return state, None
+    if isinstance(state, type):
+        return state.__name__, None
+    name = getattr(state, "name", None)
+    if isinstance(name, str):
+        return name, getattr(state, "message", None)
+    raise TypeError(f"a state is a name like 'Running' or a headwater State, not {state!r}")
+
+
+class FlowRunsMixin:
+    """Flow-run methods of ``Client``; they need its transport ``_http``."""
+
+    _http: Transport
+
+    def create_flow_run(
+        self,
+        flow_id: str | None = None,
+        *,
+        project_name: str | None = None,
+        flow_name: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        labels: Iterable[str] | None = None,
+        idempotency_key: str | None = None,
+        scheduled_start_time: datetime.datetime | None = None,
+        run_name: str | None = None,
+    ) -> str:
+        """Schedule a run of a flow version (by id, or the latest of project + flow name); returns its id.
+
+        ``labels`` default to the flow version's; runs are snapshotted with them.
+        The same ``idempotency_key`` for the same flow version returns the run made first.
+        """
+        body = {
+            "flow_id": flow_id,
+            "project_name": project_name,
+            "flow_name": flow_name,
+            "parameters": jsonable(dict(parameters or {}), "parameters"),
+            "labels": None if labels is None else list(labels),
+            "idempotency_key": idempotency_key,
+            "scheduled_start_time": jsonable(scheduled_start_time, "scheduled_start_time"),
+            "run_name": run_name,
+        }
+        return str(self._http.request("POST", "/runs", json=body)["id"])
+
+    def get_flow_run(self, flow_run_id: str) -> FlowRun:
+        """The run: its state (a name), state_message, labels, parameters, agent_id, version..."""
+        return FlowRun.model_validate(self._http.request("GET", f"/runs/{segment(flow_run_id)}"))
+
+    def list_flow_runs(self, **filters: Any) -> list[FlowRun]:
+        """Runs matching every filter given, newest first; the filters are :meth:`list_flow_runs_page`'s."""
+        return self.list_flow_runs_page(**filters).flow_runs
+
+    def list_flow_runs_page(
+        self,
+        *,
+        state: str | Iterable[str] | None = None,
+        flow_id: str | None = None,
+        flow_name: str | None = None,
+        project_name: str | None = None,
+        label: str | Iterable[str] | None = None,
+        since: datetime.datetime | None = None,
+        until: datetime.datetime | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> FlowRunPage:
+        """A page of runs matching every filter given, newest first, with the total count.
+
+        ``state`` and ``label`` take one value or several (a run must carry every
+        label given); ``since``/``until`` bound the creation time.
+        """
+        params: dict[str, Any] = {"offset": offset, "limit": limit}
+        for key, value in (("flow_id", flow_id), ("flow_name", flow_name), ("project_name", project_name),
+                           ("since", since), ("until", until)):  # fmt: skip
+            if value is not None:
+                params[key] = jsonable(value, key)
+        for key, values in (("state", state), ("label", label)):
+            if values is not None:
+                params[key] = [values] if isinstance(values, str) else list(values)
+        return FlowRunPage.model_validate(self._http.request("GET", "/runs", params=params))
+
+    def set_flow_run_state(
+        self, flow_run_id: str, state: Any, version: int | None = None, message: str | None = None
+    ) -> FlowRun:
+        """Propose a state (a name, a State or a State class); returns the run as it is now.
+
+        ``message`` defaults to the State's message. With ``version`` (the run's
+        version as last read) a run changed since is a ConflictError, as is a
+        move the server's rules forbid.
+        """
+        name, state_message = state_name(state)
+        body = {"state": name, "message": message if message is not None else state_message, "version": version}
+        return FlowRun.model_validate(self._http.request("POST", f"/runs/{segment(flow_run_id)}/state", json=body))
+
+    def cancel_flow_run(self, flow_run_id: str) -> FlowRun:
+        """Cancel: a Scheduled run becomes Cancelled, a Submitted or Running one Cancelling."""
+        return FlowRun.model_validate(self._http.request("POST", f"/runs/{segment(flow_run_id)}/cancel"))
+
+    def heartbeat_flow_run(self, flow_run_id: str) -> FlowRun:
+        """Tell the server the run's process is alive; the answer carries its current state."""
+        return FlowRun.model_validate(self._http.request("POST", f"/runs/{segment(flow_run_id)}/heartbeat"))
+
+    def explain_flow_run(self, flow_run_id: str) -> dict[str, Any]:
+        """Which live agents could take the run, and which labels the others lack (``Explain`` as a dict)."""
+        answer = self._http.request("GET", f"/runs/{segment(flow_run_id)}/explain")
+        return Explain.model_validate(answer).model_dump(mode="json")
+
+    def wait_for_flow_run(
+        self, flow_run_id: str, timeout: float | None = None, poll_interval: float = 0.5
+    ) -> FlowRun:
+        """Poll until the run is finished (Success, Failed or Cancelled) and return it.
+
+        Raises:
+            TimeoutError: it is not finished after ``timeout`` seconds; names the run and its state.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = min(0.05, poll_interval)
+        while True:
+            run = self.get_flow_run(flow_run_id)
+            if run.state in FINISHED_STATES:
+                return run
+            if deadline is not None and time.monotonic() + delay > deadline:
+                raise TimeoutError(
+                    f"flow run {flow_run_id} ({run.run_name}) is still {run.state} after {timeout}s"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, poll_interval)
+
+    # -- task runs and logs -------------------------------------------------------
+
+    def get_task_runs(self, flow_run_id: str) -> list[TaskRun]:
+        """The run's task runs."""
+        return _TASK_RUNS.validate_python(self._http.request("GET", f"/runs/{segment(flow_run_id)}/task_runs"))
+
+    def set_task_run_states(
+        self, flow_run_id: str, updates: Iterable[TaskRunUpdate | Mapping[str, Any]]
+    ) -> list[TaskRun]:
+        """Create or update task runs by slug, in one request (keys as in ``TaskRunUpdate``)."""
+        body = {"task_runs": jsonable(list(updates), "task run updates")}
+        answer = self._http.request("POST", f"/runs/{segment(flow_run_id)}/task_runs", json=body)
+        return _TASK_RUNS.validate_python(answer)
+
+    def write_logs(
+        self, flow_run_id: str, records: Iterable[LogRecordIn | Mapping[str, Any]], batch_size: int = LOG_PAGE
+    ) -> int:
+        """Append log records (keys as in ``LogRecordIn``; ``timestamp`` defaults to now, ``level`` to INFO).
+
+        Sent in batches of ``batch_size`` (the server refuses batches past its
+        ``server.max_log_batch`` with TooLargeError). Returns how many were stored.
+        """
+        now = datetime.datetime.now(datetime.UTC)
+        rows: list[Any] = []
+        for record in records:
+            if isinstance(record, Mapping):
+                record = {"timestamp": now, "level": "INFO", **record}
+            rows.append(jsonable(record, "log records"))
+        stored = 0
+        for start in range(0, len(rows), max(1, batch_size)):
+            batch = {"records": rows[start : start + batch_size]}
+            stored += int(self._http.request("POST", f"/runs/{segment(flow_run_id)}/logs", json=batch)["stored"])
+        return stored
+
+    def read_logs(self, flow_run_id: str, offset: int = 0, limit: int = LOG_PAGE) -> LogPage:
+        """One page of the run's log records from ``offset``; ``next_offset`` is where the next starts."""
+        params = {"offset": offset, "limit": limit}
+        return LogPage.model_validate(self._http.request("GET", f"/runs/{segment(flow_run_id)}/logs", params=params))
+
+    def get_flow_run_logs(self, flow_run_id: str, offset: int = 0) -> list[LogRecord]:
+        """Every log record of the run from ``offset`` (message, level, timestamp, name, task_slug)."""
+        records: list[LogRecord] = []
+        while True:
+            page = self.read_logs(flow_run_id, offset=offset)
+            records += page.records
+            if len(page.records) < LOG_PAGE:
+                return records
+            offset = page.next_offset

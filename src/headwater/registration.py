@@ -1,0 +1,141 @@
+"""Registering a flow: keep its code in storage, then send its metadata to the API.
+
+``flow.register(...)`` and ``Client.register(...)`` forward here. The steps:
+
+1. check everything that can be checked without side effects: not inside a
+   ``with Flow(...)`` block, the labels, the graph, the metadata, and that the
+   project exists on the server;
+2. ``storage.add_flow(flow)`` (default storage: ``Local(**storage_kwargs)``),
+   then ``storage.build()`` unless ``build=False``;
+3. POST the metadata (``flow.serialize()``) with the extra ``labels`` to
+   ``/api/v1/flows``. The version's labels are the environment's and the
+   storage's labels plus ``labels``.
+
+**Decision:** if the server refuses the flow at step 3, what step 2 wrote (e.g.
+a Local storage file) stays; it is harmless and the next registration writes a
+new one. Registering an unchanged flow writes a new file too, while the server
+keeps pointing at the first one (the same version is returned).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from headwater.core import building
+from headwater.core.flow import Flow
+
+if TYPE_CHECKING:
+    from headwater.client import Client
+    from headwater.storage import Storage
+
+
+class RegistrationError(ValueError):
+    """A flow can't be registered as asked; the message says why and what to do."""
+
+
+def check_labels(labels: Iterable[str] | None) -> list[str]:
+    """``labels`` as a list, if they are non-empty strings (the server's rule); else RegistrationError."""
+    if labels is None:
+        return []
+    if isinstance(labels, str) or not isinstance(labels, Iterable):
+        raise RegistrationError(f"labels must be a list of strings like ['dev'], not {labels!r}")
+    values = list(labels)
+    bad = [label for label in values if not isinstance(label, str) or not label.strip() or len(label) > 200]
+    if bad:
+        raise RegistrationError(f"labels must be non-empty strings of at most 200 characters, not {bad!r}")
+    return sorted(set(values))
+
+
+def _storage_for(flow: Flow, storage_kwargs: dict[str, Any]) -> Storage:
+    """The storage to add the flow to: its own, a fresh copy of it if the flow is in it already, or Local."""
+    from headwater.storage import Local, storage_from_spec
+
+    storage = flow.storage
+    if storage is None:
+        return Local(**storage_kwargs)
+    if storage_kwargs:
+        raise RegistrationError(
+            f"storage arguments {sorted(storage_kwargs)} are for the default Local storage, but flow "
+            f"{flow.name!r} already has {storage!r}; configure that storage instead"
+        )
+    if flow.name in storage:
+        # registered before in this process: a storage holds one flow per name, so use a fresh one
+        storage = storage_from_spec({k: v for k, v in storage.serialize().items() if k != "flows"})
+    return storage  # type: ignore[no-any-return]
+
+
+def _check_project(client: Client, project_name: str) -> None:
+    from headwater.client import NotFoundError
+
+    if not any(p.name == project_name for p in client.list_projects()):
+        raise NotFoundError(
+            404, f"project {project_name!r} not found; create it with `headwater create project {project_name}`"
+        )
+
+
+def register_flow(
+    flow: Flow,
+    project_name: str,
+    build: bool = True,
+    labels: Iterable[str] | None = None,
+    idempotency_key: str | None = None,
+    client: Client | None = None,
+    **storage_kwargs: Any,
+) -> str:
+    """Store ``flow`` and register it in project ``project_name``; returns the flow version's id.
+
+    Args:
+        flow: the flow; ``flow.storage`` is set to the storage used.
+        project_name: an existing project (``headwater create project NAME``).
+        build: call ``storage.build()`` (False: the storage is built elsewhere).
+        labels: labels added to the environment's and storage's labels.
+        idempotency_key: registering again with this key returns the same version.
+        client: the API client; default ``Client()`` from the settings.
+        **storage_kwargs: arguments of the default ``Local`` storage, when the flow has none.
+
+    Raises:
+        RegistrationError: inside a ``with Flow(...)`` block, bad labels or arguments.
+        FlowValidationError, SerializationError, StorageError: the flow can't be stored or described.
+        headwater.client.NotFoundError: the project does not exist.
+        headwater.client.ApiError: the server refused or could not be reached.
+    """
+    if not isinstance(flow, Flow):
+        raise TypeError(f"register needs a headwater Flow, not {type(flow).__name__}")
+    open_block = building.active_flow()
+    if open_block is not None:
+        raise RegistrationError(
+            f"flow {flow.name!r} can't be registered while the `with Flow({open_block.name!r})` block is "
+            "open; call flow.register() after the `with Flow(...)` block"
+        )
+    if not isinstance(project_name, str) or not project_name.strip():
+        raise RegistrationError(f"project_name must be a project's name, not {project_name!r}")
+    extra_labels = check_labels(labels)
+    flow.serialize()  # validates the graph and the metadata before anything is stored
+    from headwater.client import Client
+
+    owned = client is None
+    api = Client() if client is None else client
+    try:
+        _check_project(api, project_name)
+        storage, previous = _storage_for(flow, storage_kwargs), flow.storage
+        flow.storage = storage  # before add_flow, so the stored flow carries its storage
+        try:
+            storage.add_flow(flow)
+        except BaseException:
+            flow.storage = previous
+            raise
+        if build:
+            storage.build()
+        registered = api.register_flow_metadata(
+            project_name, flow.serialize(), labels=extra_labels, idempotency_key=idempotency_key
+        )
+    finally:
+        if owned:
+            api.close()
+    unchanged = "" if registered.created else " (unchanged, existing version)"
+    print(
+        f"Flow {registered.name!r} registered: id {registered.id}, version {registered.version}{unchanged}, "
+        f"labels {registered.labels}"
+    )
+    return registered.id
