@@ -28,6 +28,8 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py
+	bash scripts/ensure-system-deps.sh
+	$(BIN)/python bench/api.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

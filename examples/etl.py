@@ -75,12 +75,15 @@ def build() -> Flow:
     return flow
 
 
+#: The flow, at module level so `headwater register examples/etl.py` finds it.
+flow = build()
+
+
 def main() -> int:
     from headwater.engine.progress import ConsoleProgress, format_states
     from headwater.executors import LocalDaskExecutor
 
     random.seed(0)
-    flow = build()
     print(f"running flow {flow.name!r} ({len(flow)} tasks) with LocalDaskExecutor(threads)\n")
     state = flow.run(
         parameters={"rows": 12},
