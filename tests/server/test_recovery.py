@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from .helpers import agent, project, register, run
 from .live import LiveServer
@@ -27,8 +28,9 @@ def wait_for_state(api: httpx.Client, run_id: str, state: str, timeout: float = 
     raise AssertionError(f"run {run_id} did not reach {state}; it is {body['state']}")
 
 
-def test_lost_run_is_rescheduled_then_failed_with_log_lines(fresh_server: Callable[..., LiveServer]) -> None:
-    live = fresh_server("sqlite", env=FAST_RECOVERY)
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_lost_run_is_rescheduled_then_failed_with_log_lines(fresh_server: Callable[..., LiveServer], kind: str) -> None:
+    live = fresh_server(kind, env=FAST_RECOVERY)
     with httpx.Client(base_url=live.api, timeout=30) as api:
         project(api, "r")
         r = run(api, register(api, "r", "etl", labels=["x"]))
