@@ -138,4 +138,19 @@ def register_flow(
         f"Flow {registered.name!r} registered: id {registered.id}, version {registered.version}{unchanged}, "
         f"labels {registered.labels}"
     )
+    note = executor_note(flow)
+    if note:
+        print(note)
     return registered.id
+
+
+def executor_note(flow: Flow) -> str | None:
+    """When the flow and its environment both name an executor, which one deployed runs use."""
+    env_executor = getattr(flow.environment, "executor", None)
+    if flow.executor is None or env_executor is None:
+        return None
+    return (
+        f"Note: flow {flow.name!r} has flow.executor {type(flow.executor).__name__} and its environment has "
+        f"executor {type(env_executor).__name__}: deployed runs use the environment's "
+        f"({type(env_executor).__name__}); flow.run() uses flow.executor"
+    )

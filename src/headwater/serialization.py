@@ -196,13 +196,22 @@ def flow_from_metadata(metadata: dict[str, Any]) -> Flow:
     if md.storage is not None:
         flow.storage = _storage_or_spec(md.storage)
     if md.environment is not None:
-        flow.environment = SpecOnly(md.environment)
+        flow.environment = _environment_or_spec(md.environment)
     if md.executor is not None:
         from headwater.executors.base import executor_from_path
 
         flow.executor = executor_from_path(md.executor["class"], md.executor.get("kwargs"))
     flow.schedule = md.schedule
     return flow
+
+
+def _environment_or_spec(spec: dict[str, Any]) -> Any:
+    from headwater.environments.registry import environment_from_spec
+
+    try:
+        return environment_from_spec(spec)
+    except ValueError:  # a kind (or executor) not available here: keep the spec
+        return SpecOnly(spec)
 
 
 def _storage_or_spec(spec: dict[str, Any]) -> Any:

@@ -69,7 +69,31 @@ def test_metadata_is_json_and_complete(tmp_path: Path) -> None:
     assert md["parameters"] == [{"name": "n", "default": 3, "required": False}]
     assert md["storage"]["kind"] == "local"
     assert "dev" in md["labels"]
-    assert md["environment"] is None
+    assert md["environment"] == {  # the default environment's complete spec
+        "kind": "local", "labels": [], "metadata": {}, "executor": None, "built": False,
+    }
+
+
+def test_environment_spec_and_labels_are_in_the_metadata(tmp_path: Path) -> None:
+    from headwater.environments import LocalEnvironment, RemoteEnvironment
+
+    flow = build(tmp_path)
+    flow.environment = RemoteEnvironment(
+        "headwater.executors.LocalDaskExecutor", {"num_workers": 2}, labels=["gpu"], metadata={"team": "data"},
+        on_start=lambda: None,
+    )
+    md = flow.serialize()
+    assert md["environment"]["kind"] == "remote"
+    assert md["environment"]["executor_path"] == "headwater.executors.LocalDaskExecutor"
+    assert md["environment"]["executor"]["kwargs"] == {"scheduler": "threads", "num_workers": 2}
+    assert md["environment"]["metadata"] == {"team": "data"}
+    assert {"gpu", "dev"} <= set(md["labels"])
+    rebuilt = flow_from_metadata(md)
+    assert isinstance(rebuilt.environment, RemoteEnvironment)
+    assert rebuilt.serialize() == md
+    flow.environment = LocalEnvironment(executor=LocalDaskExecutor(num_workers=3), labels=["a"])
+    again = flow_from_metadata(flow.serialize())
+    assert again.environment.executor.num_workers == 3 and again.environment.labels == {"a"}
 
 
 def test_round_trip_rebuilds_the_same_graph(tmp_path: Path) -> None:

@@ -59,7 +59,7 @@ class Flow:
             raise ValueError(f"a flow's name must be a non-empty string, not {name!r}")
         self.name = name
         self.storage = storage
-        self.environment = environment
+        self._environment = environment
         self.executor = executor
         self.schedule = schedule
         self._tasks: dict[Task, None] = {}
@@ -95,6 +95,19 @@ class Flow:
 
     def __exit__(self, *exc: object) -> None:
         building.pop(self)
+
+    @property
+    def environment(self) -> Any:
+        """How deployed runs run; ``LocalEnvironment()`` unless set (made on first use)."""
+        if self._environment is None:
+            from headwater.environments.local import LocalEnvironment
+
+            self._environment = LocalEnvironment()
+        return self._environment
+
+    @environment.setter
+    def environment(self, value: Any) -> None:
+        self._environment = value
 
     # -- the graph -------------------------------------------------------------
 

@@ -1,0 +1,148 @@
+"""The Environment contract: how and where a deployed flow run runs.
+
+``execute(flow)`` runs the flow here, or starts the next hop (a Kubernetes Job,
+a Fargate task) whose entrypoint calls ``load_and_run_flow()`` again, which calls
+``run(flow)``: ``on_start()`` → the flow runner with this environment's executor
+→ ``on_exit()`` (also when the flow or ``on_start`` fails). ``serialize()`` is the
+complete JSON spec an agent acts on without unpickling (DESIGN.md §4); callables
+(``on_start``, ``on_exit``) are not in it — they travel with the flow's code.
+One environment per module; ``registry.py`` finds them by kind.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from headwater.core.flow import Flow
+    from headwater.core.state import State
+    from headwater.executors.base import Executor
+
+logger = logging.getLogger("headwater.environment")
+
+
+def check_labels(labels: Iterable[str] | None, owner: str) -> set[str]:
+    """Labels as a set of non-empty strings, or a ValueError naming the bad ones."""
+    if labels is None:
+        return set()
+    if isinstance(labels, str):
+        raise ValueError(f"{owner}: labels must be a list of strings like ['dev'], not the string {labels!r}")
+    bad = [label for label in labels if not isinstance(label, str) or not label.strip()]
+    if bad:
+        raise ValueError(f"{owner}: labels must be non-empty strings, not {bad!r}")
+    return set(labels)
+
+
+class Environment:
+    """Base environment: runs the flow in this process with ``executor``.
+
+    Args:
+        labels: labels agents must carry to run this flow.
+        on_start: called in the flow-run process before the flow runs.
+        on_exit: called after the flow runs, also when it (or ``on_start``) fails.
+        metadata: free-form JSON recorded in the spec (e.g. an image name).
+    """
+
+    #: the registry key, and ``serialize()["kind"]``.
+    kind: ClassVar[str] = "base"
+
+    def __init__(
+        self,
+        labels: Iterable[str] | None = None,
+        on_start: Callable[[], Any] | None = None,
+        on_exit: Callable[[], Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        name = type(self).__name__
+        self.labels = check_labels(labels, name)
+        for hook, value in (("on_start", on_start), ("on_exit", on_exit)):
+            if value is not None and not callable(value):
+                raise TypeError(f"{name}: {hook} must be a function, not {type(value).__name__}")
+        self.on_start = on_start
+        self.on_exit = on_exit
+        self.metadata = dict(metadata or {})
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: labels {sorted(self.labels)}>"
+
+    # -- hooks for subclasses --------------------------------------------------------
+
+    @property
+    def executor(self) -> Executor | None:
+        """The executor deployed runs use (None: the settings' default)."""
+        return None
+
+    def setup(self, flow: Flow) -> None:
+        """Prepare infrastructure for the flow (a cluster, a job spec). Default: nothing."""
+
+    def execute(self, flow: Flow, **runner_kwargs: Any) -> State | None:
+        """Run the flow, here (the default) or by starting the next hop.
+
+        ``runner_kwargs`` go to the flow runner (``parameters``, ``flow_run_id``,
+        ``run_name``, ``state_handlers``, ``context``).
+        """
+        return self.run(flow, **runner_kwargs)
+
+    def spec_args(self) -> dict[str, Any]:
+        """This environment's own constructor arguments, as JSON (beyond labels and metadata)."""
+        return {}
+
+    # -- machinery -----------------------------------------------------------------------
+
+    def run(self, flow: Flow, **runner_kwargs: Any) -> State:
+        """``on_start()`` → the flow with this environment's executor → ``on_exit()``.
+
+        A callback's exception is logged and fails the run with its message.
+        """
+        from headwater.core.state import Failed
+        from headwater.engine.flow_runner import run_flow
+
+        state: State
+        try:
+            self._call("on_start")
+        except Exception as exc:
+            state = Failed(f"on_start failed: {type(exc).__name__}: {exc}", exc)
+            self._exit_after(state)
+            return state
+        try:
+            state = run_flow(flow, executor=runner_kwargs.pop("executor", None) or self.executor, **runner_kwargs)
+        except Exception:
+            self._exit_after(None)
+            raise
+        return self._exit_after(state)
+
+    def _exit_after(self, state: State | None) -> State:
+        from headwater.core.state import Failed
+
+        try:
+            self._call("on_exit")
+        except Exception as exc:
+            message = f"on_exit failed: {type(exc).__name__}: {exc}"
+            if state is None or state.is_successful():
+                return Failed(message, state.result if state is not None else exc)
+            state.message = f"{state.message}; {message}"
+        assert state is not None
+        return state
+
+    def _call(self, hook: str) -> None:
+        callback = getattr(self, hook)
+        if callback is None:
+            return
+        try:
+            callback()
+        except Exception:
+            logger.exception("%s callback %r of %s raised", hook, callback, type(self).__name__)
+            raise
+
+    def serialize(self) -> dict[str, Any]:
+        """The complete JSON spec: kind, labels, metadata, executor, and the environment's own args."""
+        executor = self.executor
+        return {
+            "kind": self.kind,
+            "labels": sorted(self.labels),
+            "metadata": self.metadata,
+            "executor": executor.spec() if executor is not None else None,
+            **self.spec_args(),
+        }
