@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "HEADWATER__"
@@ -61,6 +61,44 @@ class ContextSettings(BaseModel):
     secrets: dict[str, SecretStr] = Field(
         default_factory=dict, description="Local secret values by name (HEADWATER__CONTEXT__SECRETS__NAME)."
     )
+    second_hop: bool = Field(
+        False,
+        description=(
+            "Set by environments whose execute() starts the flow in another process (a Kubernetes Job, "
+            "a Fargate task): load_and_run_flow there calls environment.run(flow) on the already Running run."
+        ),
+    )
+
+
+class RunnerSettings(BaseModel):
+    """How a flow-run process (``headwater execute flow-run``) talks to the API while it runs."""
+
+    heartbeat_interval: float | Literal["off"] = Field(
+        10.0,
+        description=(
+            "Seconds between the flow-run process's heartbeats; 'off' sends none (the server's recovery "
+            "then treats runs longer than server.heartbeat_timeout as lost)."
+        ),
+    )
+    cancel_check_interval: float = Field(
+        2.0, gt=0, description="Seconds between checks whether the run was cancelled (a heartbeat counts as one)."
+    )
+    log_batch_interval: float = Field(
+        1.0, gt=0, description="Seconds between sends of batched log records and task-run states to the API."
+    )
+
+    @field_validator("heartbeat_interval", mode="before")
+    @classmethod
+    def _seconds_or_off(cls, value: Any) -> float | str:
+        if isinstance(value, str) and value.strip().lower() == "off":
+            return "off"
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            seconds = 0.0
+        if not seconds > 0 or seconds == float("inf"):
+            raise ValueError("must be a number of seconds greater than 0, or 'off'")
+        return seconds
 
 
 class FlowsSettings(BaseModel):
@@ -93,6 +131,22 @@ class ServerSettings(BaseModel):
     max_log_batch: int = Field(1000, ge=1, description="Most log records one request may append (more: 413).")
 
 
+class AgentSettings(BaseModel):
+    """How agents claim, heartbeat and stop (``headwater/agent/``)."""
+
+    claim_wait: float = Field(
+        10.0, ge=0, le=300, description="Seconds a claim long-polls for work (the server may cut it shorter)."
+    )
+    poll_interval: float = Field(
+        1.0, ge=0, description="Least seconds between the starts of two claims that found nothing."
+    )
+    heartbeat_interval: float = Field(30.0, gt=0, description="Seconds between an agent's heartbeats.")
+    max_workers: int = Field(10, ge=1, le=100, description="Most flow runs an agent deploys at once.")
+    stop_timeout: float = Field(
+        30.0, ge=0, description="Seconds a stopping agent waits for what it started before terminating it."
+    )
+
+
 class Settings(BaseSettings):
     """Every headwater setting. Each field is a section of ``config.toml``."""
 
@@ -106,7 +160,9 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings, description="The API client.")
     context: ContextSettings = Field(default_factory=ContextSettings, description="Run context.")
     flows: FlowsSettings = Field(default_factory=FlowsSettings, description="Flow storage defaults.")
+    runner: RunnerSettings = Field(default_factory=RunnerSettings, description="The flow-run process.")
     server: ServerSettings = Field(default_factory=ServerSettings, description="The API server.")
+    agent: AgentSettings = Field(default_factory=AgentSettings, description="Agents.")
 
     @classmethod
     def settings_customise_sources(

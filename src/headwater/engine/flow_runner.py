@@ -15,7 +15,7 @@ from typing import Any
 
 from headwater.core.errors import ParameterError
 from headwater.core.flow import Flow
-from headwater.core.state import Failed, Pending, Running, State, Success
+from headwater.core.state import Cancelled, Failed, Pending, Running, State, Success
 from headwater.core.task import Parameter
 from headwater.engine.context import FlowRunContext, _current_flow_run
 from headwater.engine.handlers import StateHandler, notify_flow
@@ -156,7 +156,10 @@ def _run(flow: Flow, parameters: dict[str, Any], executor: Any, ctx: FlowRunCont
     else:
         by_task = {call.task: state for (call, _), state in zip(calls, states, strict=True)}
         failed = sorted(t.slug or t.name for t in flow.reference_tasks() if not by_task[t].is_successful())
-        if failed:
+        cancelled = sum(1 for s in states if s.is_cancelled()) if failed else 0
+        if cancelled:
+            final = Cancelled(f"the flow run was cancelled: {cancelled} task(s) did not start", by_task)
+        elif failed:
             final = Failed(f"reference task(s) did not succeed: {', '.join(failed)}", by_task)
         else:
             final = Success("all reference tasks succeeded", by_task)

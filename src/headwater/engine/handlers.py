@@ -19,6 +19,16 @@ if TYPE_CHECKING:
 logger = logging.getLogger("headwater.engine")
 
 
+class CancelRun(Exception):
+    """Raised by a handler's ``on_task_state`` for a ``Running`` state: the task does not start.
+
+    The task ends ``Cancelled`` with this message (so do the tasks after it whose
+    handlers raise it too), and the flow run ends ``Cancelled``. The API reporter
+    raises it once the run was cancelled. Raised for any other state, it is
+    logged like any handler error.
+    """
+
+
 class StateHandler:
     """Base class; override the hooks you need. Both are no-ops here."""
 
@@ -34,6 +44,10 @@ def notify_task(context: FlowRunContext, task: Task, state: State) -> None:
     for handler in context.state_handlers:
         try:
             handler.on_task_state(context, task, state)
+        except CancelRun:
+            if state.is_running():
+                raise
+            logger.warning("state handler %r raised CancelRun on a %s state; ignored", handler, state.name)
         except Exception:
             logger.exception("state handler %r failed on task %s", handler, task.slug)
 

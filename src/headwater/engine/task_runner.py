@@ -18,6 +18,7 @@ from typing import Any
 
 from headwater.core import signals
 from headwater.core.state import (
+    Cancelled,
     Failed,
     Retrying,
     Running,
@@ -29,7 +30,7 @@ from headwater.core.state import (
 )
 from headwater.core.task import Task
 from headwater.engine.context import FlowRunContext, TaskRunContext, _current
-from headwater.engine.handlers import notify_task
+from headwater.engine.handlers import CancelRun, notify_task
 from headwater.utilities.logging import configure_logging, logging_configured
 
 logger = logging.getLogger("headwater.task_runner")
@@ -145,11 +146,15 @@ def run_task(call: TaskCall, upstream_states: list[State], context: FlowRunConte
             state = _failed(Failed, f"trigger of task {task.slug!r} raised {exc!r}", exc)
             return _final(context, task, state, started, 0)
         if not ready:
-            state = TriggerFailed(
-                f"trigger {getattr(task.trigger, '__name__', task.trigger)!r} was not met by the "
-                f"upstream states {sorted(s.name for s in upstream_states)}"
-            )
-            return _final(context, task, state, started, 0)
+            not_met: State
+            if any(s.is_cancelled() for s in upstream_states):
+                not_met = Cancelled("an upstream task was cancelled")
+            else:
+                not_met = TriggerFailed(
+                    f"trigger {getattr(task.trigger, '__name__', task.trigger)!r} was not met by the "
+                    f"upstream states {sorted(s.name for s in upstream_states)}"
+                )
+            return _final(context, task, not_met, started, 0)
         kwargs = dict(call.constants)
         for key, upstream in zip(call.keys, upstream_states, strict=True):
             if key is not None:
@@ -167,7 +172,11 @@ def _run_attempts(
     while True:
         attempt += 1
         if handlers:
-            notify_task(context, task, Running())
+            try:
+                notify_task(context, task, Running())
+            except CancelRun as exc:  # a handler learned the run was cancelled: don't start
+                cancelled = Cancelled(str(exc) or f"the flow run was cancelled before task {task.slug!r} started")
+                return _final(context, task, cancelled, started, attempt - 1)
         token = _current.set(TaskRunContext(context, task, attempt))
         try:
             if context.log_task_events:

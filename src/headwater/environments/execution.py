@@ -1,0 +1,260 @@
+"""The flow-run process: :func:`load_and_run_flow`, also the CLI's ``headwater execute flow-run``.
+
+An agent starts this process with ``HEADWATER__CONTEXT__FLOW_RUN_ID``,
+``HEADWATER__API__URL`` and ``HEADWATER__API__TOKEN`` set (DESIGN.md §1, steps
+5–6). It reads the run and its flow version from the API, moves the run
+Submitted → Running (with the version lock), rebuilds the flow's storage from
+its spec, resolves the storage's secrets, loads the flow, checks it against the
+registered version, then ``environment.setup(flow)`` and
+``environment.execute(flow)``. States, logs and heartbeats go to the API through
+``headwater.engine.reporting.ApiReporter``. Any failure to load or run ends the
+run Failed, with the reason in its log. ``docs/execution.md`` is the user's view.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from headwater.core.state import STATES, Cancelled, Failed, Running, State
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+
+    from headwater.client import Client
+    from headwater.config import Settings
+    from headwater.core.flow import Flow
+    from headwater.engine.reporting import ApiReporter
+    from headwater.schemas.flow_runs import FlowRun
+    from headwater.schemas.flows import FlowMetadata
+
+logger = logging.getLogger("headwater.execution")
+
+FINISHED = frozenset({"Success", "Failed", "Cancelled"})
+
+MISSING_RUN_ID = (
+    "HEADWATER__CONTEXT__FLOW_RUN_ID is not set: this runs inside a flow-run process started by an agent, "
+    "which sets it (with HEADWATER__API__URL and HEADWATER__API__TOKEN). To run a flow here and now use "
+    "`headwater run FILE`; to run a registered flow, create a run (`headwater run --project ...`) for an agent"
+)
+
+
+class ExecutionError(ValueError):
+    """The flow-run process can't run its flow run; the message says why and what to do."""
+
+
+def load_and_run_flow(client: Client | None = None) -> State:
+    """Load the flow of the run this process was started for, run it, and report it to the API.
+
+    Args:
+        client: the API client; default ``Client()`` from the settings
+            (``HEADWATER__API__URL``, ``HEADWATER__API__TOKEN``).
+
+    Returns:
+        The state the run ended in (``Success``, ``Failed``, ``Cancelled``), or
+        ``Running`` when the environment handed the run to another process.
+        A run found already finished or cancelled returns its state without
+        running anything.
+
+    Raises:
+        ExecutionError: no flow-run id, or the run is not one this process can
+            run (not claimed by an agent, or already run by another process).
+        headwater.client.ApiError: the run can't be read or moved to Running
+            (then nothing ran and the run is left as it was).
+    """
+    from headwater.config import get_settings
+    from headwater.utilities.logging import ensure_logging
+
+    settings = get_settings()
+    flow_run_id = settings.context.flow_run_id
+    if not flow_run_id:
+        raise ExecutionError(MISSING_RUN_ID)
+    ensure_logging()  # the headwater console handler, before the run's handler joins it
+    if client is not None:
+        return _run(client, flow_run_id, settings)
+    from headwater.client import Client
+
+    with Client() as api:
+        return _run(api, flow_run_id, settings)
+
+
+def _run(api: Client, flow_run_id: str, settings: Settings) -> State:
+    from headwater.engine.reporting import ApiReporter
+
+    second_hop = settings.context.second_hop
+    run = api.get_flow_run(flow_run_id)
+    started = _start(api, run, second_hop)
+    if isinstance(started, State):
+        return started
+    runner = settings.runner
+    token = settings.api.token
+    reporter = ApiReporter(
+        api,
+        run.id,
+        started,
+        heartbeat_interval=None if runner.heartbeat_interval == "off" else float(runner.heartbeat_interval),
+        cancel_check_interval=runner.cancel_check_interval,
+        log_batch_interval=runner.log_batch_interval,
+        log_level=logging.getLevelName(settings.logging.level),
+        api_url=api.api_url,
+        api_token=token,
+    ).start()
+    try:
+        state = _load_and_execute(api, run, reporter, settings)
+        final = reporter.finish(state)
+        level = logging.ERROR if final.is_failed() else logging.WARNING if final.is_cancelled() else logging.INFO
+        logger.log(level, "flow run %s ended %s: %s", run.run_name, final.name, final.message)
+        return final
+    except BaseException as exc:  # KeyboardInterrupt, SystemExit: report, then let it go on
+        why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        reporter.finish(Failed(f"the flow-run process was interrupted ({why})"))
+        raise
+    finally:
+        reporter.close()
+
+
+def _start(api: Client, run: FlowRun, second_hop: bool) -> int | State:
+    """Move the run to Running; its version, or the State to return without running."""
+    from headwater.client import ConflictError
+
+    for _ in range(5):
+        if run.state in FINISHED:
+            note = f"the flow-run process started, but the run is already {run.state} ({run.state_message}); "
+            note += "nothing ran"
+            _note(api, run.id, note)
+            return STATES[run.state](note)
+        if run.state == "Cancelling":
+            note = "the flow run was cancelled before it started; nothing ran"
+            try:
+                api.set_flow_run_state(run.id, "Cancelled", version=run.version, message=note)
+            except ConflictError:
+                run = api.get_flow_run(run.id)
+                continue
+            _note(api, run.id, note)
+            return Cancelled(note)
+        if run.state == "Running":
+            if second_hop:
+                return run.version
+            raise ExecutionError(
+                f"flow run {run.id} is already Running: another flow-run process runs it. A process of its "
+                "own starts only for a Submitted run; the second hop of an environment sets "
+                "HEADWATER__CONTEXT__SECOND_HOP=true"
+            )
+        if run.state != "Submitted":
+            raise ExecutionError(
+                f"flow run {run.id} is {run.state}, not Submitted: no agent has claimed it. Runs start "
+                "through an agent whose labels match the run's (see `headwater explain RUN`)"
+            )
+        try:
+            return api.set_flow_run_state(run.id, "Running", version=run.version).version
+        except ConflictError:  # moved meanwhile (e.g. cancelled): look again
+            run = api.get_flow_run(run.id)
+    raise ExecutionError(f"flow run {run.id} kept changing while this process tried to start it; it was left as is")
+
+
+def _note(api: Client, flow_run_id: str, message: str) -> None:
+    """A line in the run's log, written now (best effort), and on the console."""
+    logger.info("%s", message)
+    try:
+        api.write_logs(flow_run_id, [{"message": message, "level": "INFO", "name": logger.name}])
+    except Exception as exc:
+        logger.warning("can't write to the log of flow run %s: %s", flow_run_id, exc)
+
+
+def _load_and_execute(api: Client, run: FlowRun, reporter: ApiReporter, settings: Settings) -> State:
+    """Load the run's flow and run it with its environment; a failure is a Failed state, logged."""
+    from headwater.storage import StorageError, storage_from_spec
+
+    stage = f"reading flow version {run.flow_id}"
+    try:
+        detail = api.get_flow(run.flow_id)
+        metadata = detail.metadata
+        stage = f"loading flow {metadata.name!r} (version {detail.version}) from its storage"
+        if metadata.storage is None:
+            raise ExecutionError("its registered metadata has no storage spec; register it again with a storage")
+        storage = storage_from_spec(metadata.storage)
+        secrets = resolve_secrets(storage.secrets, settings.context.secrets)
+        flow = storage.get_flow(metadata.name)
+        check_tasks(flow, metadata, detail.version)
+        environment = flow.environment if flow.environment is not None else _default_environment()
+        logger.info("flow %r version %d loaded from %s", flow.name, detail.version, storage.describe())
+        runner_kwargs: dict[str, Any] = {
+            "parameters": run.parameters,
+            "flow_run_id": run.id,
+            "run_name": run.run_name,
+            "state_handlers": [reporter],
+            "context": {"secrets": secrets} if secrets else None,
+        }
+        if settings.context.second_hop:
+            stage = f"running flow {flow.name!r} with {environment!r}"
+            state: State | None = environment.run(flow, **runner_kwargs)
+        else:
+            stage = f"setting up {environment!r} for flow {flow.name!r}"
+            environment.setup(flow)
+            stage = f"running flow {flow.name!r} with {environment!r}"
+            state = environment.execute(flow, **runner_kwargs)
+    except Exception as exc:
+        reason = f"{stage} failed: {type(exc).__name__}: {exc}"
+        logger.error("%s", reason, exc_info=not isinstance(exc, (StorageError, ExecutionError)))
+        return Failed(reason, exc)
+    if state is None:
+        return Running(f"the flow run continues in the process {type(environment).__name__} started")
+    return state
+
+
+def _default_environment() -> Any:
+    from headwater.environments.local import LocalEnvironment
+
+    return LocalEnvironment()
+
+
+def resolve_secrets(names: Iterable[str], available: Mapping[str, SecretStr]) -> dict[str, SecretStr]:
+    """The values of the secrets ``names``, from ``available`` (the ``context.secrets`` setting).
+
+    Names match exactly, else case-insensitively (environment variables arrive
+    lower-cased). Values stay ``SecretStr``, so they never show in logs or reprs.
+
+    Raises:
+        ExecutionError: some are not set; the message names them and the variable to set.
+    """
+    lowered = {key.lower(): value for key, value in available.items()}
+    found: dict[str, SecretStr] = {}
+    missing: list[str] = []
+    for name in names:
+        value = available.get(name) or lowered.get(name.lower())
+        if value is None:
+            missing.append(name)
+        else:
+            found[name] = value
+    if missing:
+        example = f"HEADWATER__CONTEXT__SECRETS__{missing[0].upper()}"
+        raise ExecutionError(
+            f"the flow's storage needs secret(s) {', '.join(map(repr, missing))}, which are not set where the "
+            f"flow runs; set them as environment variables (e.g. {example}) or under [context.secrets] in "
+            "config.toml"
+        )
+    return found
+
+
+def check_tasks(flow: Flow, metadata: FlowMetadata, version: int) -> None:
+    """Raise ExecutionError unless the loaded flow has the registered version's task slugs."""
+    loaded = {t.slug for t in flow.tasks if t.slug}
+    registered = {t.slug for t in metadata.tasks}
+    if loaded == registered:
+        return
+    parts = []
+    if registered - loaded:
+        parts.append(f"registered but not in storage: {_few(registered - loaded)}")
+    if loaded - registered:
+        parts.append(f"in storage but not registered: {_few(loaded - registered)}")
+    raise ExecutionError(
+        f"the flow in storage does not match its registered version {version} ({'; '.join(parts)}); "
+        "re-register the flow"
+    )
+
+
+def _few(slugs: set[str], limit: int = 5) -> str:
+    shown = sorted(slugs)
+    more = f" and {len(shown) - limit} more" if len(shown) > limit else ""
+    return ", ".join(map(repr, shown[:limit])) + more
