@@ -1,0 +1,96 @@
+"""Pieces every agent uses: checking labels and environment variables, stop signals, reporting to a run.
+
+A report sets the run's state and writes the reason into the run's own log
+(so ``headwater logs RUN`` shows why), and never raises: an agent must keep
+going when one run can't be updated (it was cancelled, or the server blinked).
+The agent's loop is ``base.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from headwater.client.errors import ApiError
+
+if TYPE_CHECKING:
+    from headwater.client import Client
+
+logger = logging.getLogger("headwater.agent")
+
+
+def check_labels(labels: Iterable[str] | None, owner: str) -> set[str]:
+    """Labels as a set of non-empty strings.
+
+    Raises:
+        ValueError: a label is not a non-empty string, or ``labels`` is one string; names the bad ones.
+    """
+    if labels is None:
+        return set()
+    if isinstance(labels, str):
+        raise ValueError(f"{owner}: labels must be a list of strings like ['dev'], not the string {labels!r}")
+    labels = list(labels)
+    bad = [label for label in labels if not isinstance(label, str) or not label.strip()]
+    if bad:
+        raise ValueError(f"{owner}: labels must be non-empty strings, not {bad!r}")
+    return set(labels)
+
+
+def check_env_vars(env_vars: Mapping[str, str] | None) -> dict[str, str]:
+    """Environment variables as a dict of strings.
+
+    Raises:
+        ValueError: a name is empty or holds ``=``, or a name or value is not a string.
+    """
+    if env_vars is None:
+        return {}
+    if not isinstance(env_vars, Mapping):
+        raise ValueError(f"env_vars must be a mapping of names to values, not {env_vars!r}")
+    bad = [
+        name
+        for name, value in env_vars.items()
+        if not isinstance(name, str) or not name or "=" in name or not isinstance(value, str)
+    ]
+    if bad:
+        raise ValueError(f"env_vars must map names (non-empty, without '=') to string values; bad: {bad!r}")
+    return dict(env_vars)
+
+
+def log_to_run(client: Client, flow_run_id: str, level: str, message: str) -> None:
+    """Append one record from ``headwater.agent`` to the run's log; a failure is only logged here."""
+    try:
+        client.write_logs(flow_run_id, [{"level": level, "message": message, "name": "headwater.agent"}])
+    except ApiError as exc:
+        logger.warning("could not write to the log of flow run %s: %s", flow_run_id, exc)
+
+
+def report_state(
+    client: Client, flow_run_id: str, state: str, message: str, version: int | None = None, level: str = "ERROR"
+) -> bool:
+    """Move the run to ``state`` with ``message`` and log the message in the run; False if the server refused.
+
+    With ``version``, a run changed since it was read is left alone.
+    """
+    try:
+        client.set_flow_run_state(flow_run_id, state, version=version, message=message)
+    except ApiError as exc:
+        logger.warning("could not move flow run %s to %s (%s): %s", flow_run_id, state, message, exc)
+        return False
+    log_to_run(client, flow_run_id, level, message)
+    return True
+
+
+def install_stop_signals(handler: Callable[[int, Any], None]) -> dict[int, Any]:
+    """Route SIGINT and SIGTERM to ``handler`` when called in the main thread; the handlers replaced, by signal."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+
+def restore_signals(previous: dict[int, Any]) -> None:
+    """Put back the handlers :func:`install_stop_signals` replaced."""
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)

@@ -1,0 +1,179 @@
+"""``LocalAgent``: runs each flow run as a process on this machine.
+
+The process is ``python -m headwater execute flow-run`` (the flow-run entrypoint,
+``headwater.environments.execution``) with the agent's environment plus the run's
+variables. The agent reaps its processes: one that exits while its run is still
+Submitted or Running on the server (it died before reporting a final state) has
+its run marked Failed with the exit code. The base machinery is ``base.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from headwater.agent.base import Agent, logger
+from headwater.client.errors import ApiError
+from headwater.schemas.flow_runs import FINISHED_STATES
+
+if TYPE_CHECKING:
+    from headwater.schemas.flow_runs import FlowRun
+
+#: Seconds a terminated flow-run process gets to exit before it is killed.
+TERMINATE_GRACE = 5.0
+
+
+def describe_exit(code: int) -> str:
+    """``code 3``, or ``code -9 (killed by SIGKILL)`` for a process ended by a signal."""
+    if code < 0:
+        try:
+            return f"code {code} (killed by {signal.Signals(-code).name})"
+        except ValueError:
+            pass
+    return f"code {code}"
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> None:
+    """Signal the process and, on POSIX, the processes it started (its own process group)."""
+    if os.name != "posix":
+        process.send_signal(signum)
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone already
+        os.killpg(process.pid, signum)
+
+
+class LocalAgent(Agent):
+    """Deploys flow runs as local processes (``python -m headwater execute flow-run``).
+
+    Args:
+        import_paths: folders put first on the processes' ``PYTHONPATH`` (where the flows' modules live).
+        show_flow_logs: let the processes write to this agent's stdout/stderr (default: discarded).
+        hostname_label: add this machine's hostname to the labels, so flows stored on it
+            (``Local`` storage) run here.
+
+    The other arguments are :class:`~headwater.agent.Agent`'s. When the agent stops
+    (``max_polls`` reached, :meth:`stop`, SIGINT/SIGTERM) it waits up to the
+    ``agent.stop_timeout`` setting for its processes to end, then terminates the rest:
+    a run not started yet (Submitted) is put back, a Running one is marked Failed.
+    """
+
+    kind = "local"
+
+    def __init__(
+        self,
+        name: str | None = None,
+        labels: Iterable[str] | None = None,
+        env_vars: Mapping[str, str] | None = None,
+        max_polls: int | None = None,
+        agent_address: str | None = None,
+        no_cloud_logs: bool = False,
+        import_paths: Iterable[str | Path] | None = None,
+        show_flow_logs: bool = False,
+        hostname_label: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(name, labels, env_vars, max_polls, agent_address, no_cloud_logs, **kwargs)
+        if hostname_label:
+            self.labels.add(socket.gethostname())
+        if isinstance(import_paths, (str, Path)):
+            import_paths = [import_paths]
+        self.import_paths = [str(path) for path in import_paths or ()]
+        self.show_flow_logs = show_flow_logs
+        #: the flow-run command (tests swap in a stand-in).
+        self._command = [sys.executable, "-m", "headwater", "execute", "flow-run"]
+        self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._processes_lock = threading.Lock()
+        self._reap_lock = threading.Lock()
+
+    def health(self) -> dict[str, Any]:
+        """The base health, plus ``processes``: how many flow-run processes are running."""
+        return {**super().health(), "processes": len(self._processes)}
+
+    def process_env(self, flow_run: FlowRun) -> dict[str, str]:
+        """This process's environment, then :meth:`flow_run_env`, with ``import_paths`` first on ``PYTHONPATH``."""
+        env = {**os.environ, **self.flow_run_env(flow_run)}
+        if self.import_paths:
+            env["PYTHONPATH"] = os.pathsep.join([*self.import_paths, *filter(None, [env.get("PYTHONPATH")])])
+        return env
+
+    def deploy_flow(self, flow_run: FlowRun) -> None:
+        """Start the flow-run process; it reports its own states and logs."""
+        output = None if self.show_flow_logs else subprocess.DEVNULL
+        process = subprocess.Popen(
+            self._command,
+            env=self.process_env(flow_run),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
+            # its own session: a Ctrl-C in the agent's terminal reaches the agent, which decides
+            start_new_session=os.name == "posix",
+        )
+        with self._processes_lock:
+            self._processes[flow_run.id] = process
+        logger.info("flow run %s runs as process %d", flow_run.id, process.pid)
+
+    def check_deployments(self) -> None:
+        """Reap processes that ended; report a run they left unfinished as Failed with the exit code."""
+        with self._reap_lock:
+            with self._processes_lock:
+                ended = [(run_id, p) for run_id, p in self._processes.items() if p.poll() is not None]
+            for run_id, process in ended:
+                assert process.returncode is not None
+                if self._report_exit(run_id, process.returncode, f"exited with {describe_exit(process.returncode)}"):
+                    with self._processes_lock:
+                        self._processes.pop(run_id, None)
+
+    def _report_exit(self, flow_run_id: str, code: int, how: str, stopping: bool = False) -> bool:
+        """Settle the run of an ended process; False if the server could not be asked (try again later)."""
+        try:
+            run = self.client.get_flow_run(flow_run_id)
+        except ApiError as exc:
+            logger.warning("could not read flow run %s after its process ended: %s", flow_run_id, exc)
+            return False
+        if run.state in FINISHED_STATES:
+            logger.info("flow run %s ended %s; its process %s", flow_run_id, run.state, how)
+            return True
+        message = f"the flow-run process {how}"
+        if run.state == "Submitted" and stopping:
+            self.put_back(run, f"its process was stopped before it started the run ({message})")
+        elif run.state == "Cancelling":
+            self.fail_flow_run(flow_run_id, f"{message} while the run was cancelling", "Cancelled", run.version)
+        else:
+            if code == 0:
+                message += f" but left the run {run.state}"
+            self.fail_flow_run(flow_run_id, message, "Failed", run.version)
+        return True
+
+    def on_shutdown(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s for the flow-run processes, then terminate the rest and settle their runs."""
+        deadline = time.monotonic() + timeout
+        if self._processes:
+            logger.info("agent %r waits up to %.0fs for %d flow-run process(es) to end",
+                        self.name, timeout, len(self._processes))  # fmt: skip
+        while self._processes and not self.force_stopping and time.monotonic() < deadline:
+            self.check_deployments()
+            time.sleep(0.1)
+        self.check_deployments()
+        with self._reap_lock, self._processes_lock:
+            left = dict(self._processes)
+            self._processes.clear()
+        for process in left.values():
+            _signal_group(process, signal.SIGTERM)
+        for run_id, process in left.items():
+            try:
+                process.wait(TERMINATE_GRACE)
+            except subprocess.TimeoutExpired:
+                _signal_group(process, signal.SIGKILL)
+                process.wait()
+            logger.warning("agent %r stopped the process of flow run %s", self.name, run_id)
+            how = f"was stopped by agent {self.name!r} as it shut down ({describe_exit(process.returncode)})"
+            self._report_exit(run_id, process.returncode, how, stopping=True)
