@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python examples/etl.py
+	$(BIN)/headwater quickstart
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples

@@ -168,3 +168,17 @@ def test_max_claim_wait_cuts_long_waits(fresh_server: Callable[..., LiveServer])
         started = time.monotonic()
         assert claim(api, aid, ["x"], wait=30) == []
         assert time.monotonic() - started < 10
+
+
+def test_a_claim_whose_caller_is_gone_takes_nothing(api: httpx.Client, unique: str) -> None:
+    project(api, f"g-{unique}")
+    flow_id = register(api, f"g-{unique}", "etl")
+    labels = [f"g-{unique}"]
+    aid = agent(api, f"gone-{unique}", labels)
+    # the caller gives up long before the wait ends
+    with httpx.Client(base_url=str(api.base_url), timeout=0.5) as short, pytest.raises(httpx.ReadTimeout):
+        short.post("/work/claim", json={"agent_id": aid, "labels": labels, "wait": 20})
+    time.sleep(0.3)
+    created = run(api, flow_id, labels=labels)  # wakes the abandoned claim, which must not take it
+    time.sleep(1.5)
+    assert api.get(f"/runs/{created['id']}").json()["state"] == "Scheduled"

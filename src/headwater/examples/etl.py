@@ -1,11 +1,13 @@
-"""The demo: an ETL flow run in-process with a progress display (``make demo``).
+"""The example ETL flow: parameters, data passing, fan-out in parallel, a retry,
+a skipped branch, a clean-up task that always runs, and environment callbacks.
 
-It shows parameters, data passing, fan-out run in parallel, a retry, a
-skipped branch and a clean-up task that always runs.
+``headwater quickstart`` registers and runs it through a server and an agent;
+``python -m headwater.examples.etl`` runs it here and now with a progress display.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import sys
 import time
@@ -13,6 +15,8 @@ import time
 from headwater import Flow, Parameter, task
 from headwater.core.signals import SKIP
 from headwater.core.triggers import always_run
+from headwater.environments import LocalEnvironment
+from headwater.executors import LocalDaskExecutor
 
 _attempts: dict[str, int] = {}
 
@@ -63,8 +67,22 @@ def cleanup() -> str:
     return "temporary files removed"
 
 
+def _started() -> None:
+    logging.getLogger("headwater.examples").info("on_start: the flow-run process is ready")
+
+
+def _finished() -> None:
+    logging.getLogger("headwater.examples").info("on_exit: cleaning up after the flow")
+
+
 def build() -> Flow:
-    with Flow("etl") as flow:
+    environment = LocalEnvironment(
+        executor=LocalDaskExecutor(scheduler="threads", num_workers=4),
+        labels=["demo"],
+        on_start=_started,
+        on_exit=_finished,
+    )
+    with Flow("etl", environment=environment) as flow:
         n = Parameter("rows", default=12)
         factor = Parameter("factor", default=10)
         rows = extract(n)
@@ -81,7 +99,6 @@ flow = build()
 
 def main() -> int:
     from headwater.engine.progress import ConsoleProgress, format_states
-    from headwater.executors import LocalDaskExecutor
 
     random.seed(0)
     print(f"running flow {flow.name!r} ({len(flow)} tasks) with LocalDaskExecutor(threads)\n")

@@ -60,6 +60,7 @@ class FlowRun(Model):
     scheduled_start_time: datetime.datetime
     created: datetime.datetime
     updated: datetime.datetime
+    submitted_at: datetime.datetime | None = Field(None, description="When an agent claimed it.")
     start_time: datetime.datetime | None = None
     end_time: datetime.datetime | None = None
     heartbeat: datetime.datetime | None = None

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import time
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 
 from headwater.schemas.agents import ClaimRequest, ClaimResponse
+from headwater.schemas.flow_runs import FlowRun
 from headwater.server.deps import AGENT, db
 from headwater.server.models import work
 from headwater.server.models.common import utcnow
@@ -18,24 +21,33 @@ RECHECK_SECONDS = 1.0
 
 
 @router.post("/claim", response_model=ClaimResponse, dependencies=[AGENT])
-def claim(body: ClaimRequest, request: Request) -> ClaimResponse:
+async def claim(body: ClaimRequest, request: Request) -> ClaimResponse:
     """Due runs whose labels fit this agent's (L ⊆ A, and L = ∅ only when A = ∅), now Submitted to it.
 
     With ``wait`` > 0 and nothing due, waits until a matching run is due or
-    ``wait`` seconds pass (at most the ``server.max_claim_wait`` setting).
+    ``wait`` seconds pass (at most the ``server.max_claim_wait`` setting). Once
+    the caller has gone (its connection closed — e.g. the agent died), the wait
+    ends without claiming: a run must never be handed to an agent that can't
+    receive it.
     """
+    notifier = request.app.state.notifier
+    deadline = time.monotonic() + min(body.wait, request.app.state.settings.max_claim_wait)
+    while True:
+        if await request.is_disconnected():
+            return ClaimResponse(flow_runs=[])
+        seen = notifier.generation
+        runs, due = await run_in_threadpool(_claim_once, request, body)
+        remaining = deadline - time.monotonic()
+        if runs or remaining <= 0:
+            return ClaimResponse(flow_runs=runs)
+        timeout = min(remaining, RECHECK_SECONDS)
+        if due is not None:
+            timeout = min(timeout, max((due - utcnow()).total_seconds(), 0.005))
+        await run_in_threadpool(notifier.wait, seen, timeout)
+
+
+def _claim_once(request: Request, body: ClaimRequest) -> tuple[list[FlowRun], datetime.datetime | None]:
+    """One claim attempt; when it finds nothing, also when the next matching run is due."""
     with db(request) as session:
-        notifier = request.app.state.notifier
-        deadline = time.monotonic() + min(body.wait, request.app.state.settings.max_claim_wait)
-        while True:
-            seen = notifier.generation
-            runs = work.claim(session, body.agent_id, body.labels, body.limit)
-            remaining = deadline - time.monotonic()
-            if runs or remaining <= 0:
-                return ClaimResponse(flow_runs=runs)
-            due = work.next_due(session, body.labels)
-            session.close()  # hold no connection while waiting
-            timeout = min(remaining, RECHECK_SECONDS)
-            if due is not None:
-                timeout = min(timeout, max((due - utcnow()).total_seconds(), 0.005))
-            notifier.wait(seen, timeout)
+        runs = work.claim(session, body.agent_id, body.labels, body.limit)
+        return runs, (None if runs else work.next_due(session, body.labels))

@@ -49,6 +49,7 @@ def to_schema(row: FlowRunRow, flow_name: str, project_name: str) -> FlowRun:
         scheduled_start_time=row.scheduled_start_time,
         created=row.created,
         updated=row.updated,
+        submitted_at=row.submitted_at,
         start_time=row.start_time,
         end_time=row.end_time,
         heartbeat=row.heartbeat,

@@ -1,0 +1,1 @@
+"""Example flows shipped with headwater: ``headwater quickstart`` registers and runs them."""
