@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/engine.py
 	bash scripts/ensure-system-deps.sh
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/pickup.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -184,12 +184,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer samples (a smoke run)")
     args = parser.parse_args()
+    import contextlib
     import logging
 
     logging.getLogger("headwater").setLevel(logging.WARNING)
     results: dict[str, Any] = {}
     for kind in ("sqlite", "postgres"):
-        with tempfile.TemporaryDirectory(prefix=f"hw-bench-{kind}-") as folder:
+        # registration prints a line; stdout is kept for the JSON document
+        with tempfile.TemporaryDirectory(prefix=f"hw-bench-{kind}-") as folder, contextlib.redirect_stdout(sys.stderr):
             results[kind] = measure(kind, Path(folder), args.quick)
     sqlite = results["sqlite"]
     results["met"] = {

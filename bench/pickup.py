@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -129,7 +130,8 @@ def main() -> int:
     try:
         with Client(server.url) as client:
             client.create_project("bench")
-            flow_id = client.register(trivial_flow(home), "bench")
+            with contextlib.redirect_stdout(sys.stderr):  # stdout is the JSON document only
+                flow_id = client.register(trivial_flow(home), "bench")
             deadline = time.monotonic() + 30
             while not client.list_agents() and time.monotonic() < deadline:
                 time.sleep(0.1)
