@@ -65,10 +65,49 @@ ensure_postgresql() {
     fi
 }
 
+# Azurite (the Azure Storage emulator) for tests/storage/test_azure.py: an npm package kept
+# in .tools/azurite under the repo root (git-ignored), not a system package, so no root needed.
+AZURITE_DIR="${AZURITE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.tools/azurite}"
+
+have_azurite() {
+    [[ -x "$AZURITE_DIR/node_modules/.bin/azurite-blob" ]]
+}
+
+ensure_azurite() {
+    have_azurite && return 0
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "ensure-system-deps: Azurite needs npm (Node.js); install Node.js, then run this again" >&2
+        exit 1
+    fi
+    echo "ensure-system-deps: installing azurite@3 into $AZURITE_DIR ..." >&2
+    mkdir -p "$AZURITE_DIR"
+    npm install --prefix "$AZURITE_DIR" --no-audit --no-fund --silent azurite@3 >/dev/null
+    if ! have_azurite; then
+        echo "ensure-system-deps: installed azurite@3, but found no $AZURITE_DIR/node_modules/.bin/azurite-blob" >&2
+        exit 1
+    fi
+}
+
+# git: the command Git storage clones with (tests/storage/test_git.py also runs `git daemon`).
+have_git() {
+    command -v git >/dev/null 2>&1
+}
+
+ensure_git() {
+    have_git && return 0
+    apt_install git
+    if ! have_git; then
+        echo "ensure-system-deps: installed git, but still found no git on PATH" >&2
+        exit 1
+    fi
+}
+
 # --------------------------------------------------------------------------------------
 
 main() {
+    ensure_git
     ensure_postgresql
+    ensure_azurite
 }
 
 # Run only when executed, not when sourced (tests source it to call have_* directly).

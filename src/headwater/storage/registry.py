@@ -42,8 +42,9 @@ _registry: dict[str, StorageEntry] = {
     "s3": StorageEntry("headwater.storage.s3.S3", _extra("S3", "aws")),
     "gcs": StorageEntry("headwater.storage.gcs.GCS", _extra("GCS", "gcp")),
     "azure": StorageEntry("headwater.storage.azure.Azure", _extra("Azure", "azure")),
-    "git": StorageEntry("headwater.storage.git.Git", _extra("Git", "git")),
-    "github": StorageEntry("headwater.storage.github.GitHub", _extra("GitHub", "git")),
+    # Git runs the `git` command and GitHub uses httpx (a core dependency): no extra to install.
+    "git": StorageEntry("headwater.storage.git.Git"),
+    "github": StorageEntry("headwater.storage.github.GitHub"),
     "docker": StorageEntry("headwater.storage.docker.Docker", _extra("Docker", "docker")),
 }
 
