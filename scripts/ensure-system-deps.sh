@@ -102,12 +102,69 @@ ensure_git() {
     fi
 }
 
+
+# Docker Engine, a local registry and debootstrap, for the Docker storage, DockerEnvironment
+# and DockerAgent tests. The tests start their own dockerd (tests/dockerd.py); nothing here
+# starts a daemon.
+have_docker() {
+    command -v dockerd >/dev/null 2>&1 && command -v docker-registry >/dev/null 2>&1 \
+        && command -v debootstrap >/dev/null 2>&1
+}
+
+ensure_docker() {
+    have_docker && return 0
+    apt_install docker.io docker-registry debootstrap
+    if ! have_docker; then
+        echo "ensure-system-deps: installed docker.io, docker-registry and debootstrap, but still" \
+            "found no dockerd, docker-registry or debootstrap on PATH" >&2
+        exit 1
+    fi
+}
+
+# The base image of the Docker tests: no registry can be pulled from here, so a Debian
+# bookworm root file system with Python 3 and pip is made with debootstrap once and kept as
+# a tarball in .tools/docker (git-ignored); the tests `docker import` it into their daemon.
+# pip may install into its system Python (the image is single-purpose, like python:*-slim).
+BASE_IMAGE_TAR="${BASE_IMAGE_TAR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.tools/docker/base-bookworm-python3.tar}"
+DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+
+have_base_image() {
+    [[ -s "$BASE_IMAGE_TAR" ]]
+}
+
+ensure_base_image() {
+    have_base_image && return 0
+    if [[ $EUID -ne 0 ]]; then
+        echo "ensure-system-deps: making the Docker tests' base image needs root (debootstrap);" \
+            "run this script as root" >&2
+        exit 1
+    fi
+    local dir root
+    dir="$(dirname "$BASE_IMAGE_TAR")"
+    mkdir -p "$dir"
+    root="$(mktemp -d "$dir/rootfs.XXXXXX")"
+    echo "ensure-system-deps: making the Docker tests' base image with debootstrap (about 2 minutes) ..." >&2
+    if ! debootstrap --variant=minbase --include=python3,python3-pip,python3-venv,python-is-python3,ca-certificates \
+            bookworm "$root" "$DEBIAN_MIRROR" >"$dir/debootstrap.log" 2>&1; then
+        echo "ensure-system-deps: debootstrap failed; its log is $dir/debootstrap.log" >&2
+        rm -rf "$root"
+        exit 1
+    fi
+    rm -f "$root"/usr/lib/python3*/EXTERNALLY-MANAGED
+    rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+    tar -C "$root" -cf "$BASE_IMAGE_TAR.tmp" .
+    mv "$BASE_IMAGE_TAR.tmp" "$BASE_IMAGE_TAR"
+    rm -rf "$root"
+}
+
 # --------------------------------------------------------------------------------------
 
 main() {
     ensure_git
     ensure_postgresql
     ensure_azurite
+    ensure_docker
+    ensure_base_image
 }
 
 # Run only when executed, not when sourced (tests source it to call have_* directly).

@@ -93,3 +93,53 @@ def postgres_url(postgres_cluster: Any) -> Iterator[str]:
     url: str = postgres_cluster.create_database(name)
     yield url
     postgres_cluster.drop_database(name)
+
+
+# --- Docker (tests/dockerd.py) -------------------------------------------------------------
+
+
+def _docker_or_skip() -> None:
+    from dockerd import docker_available
+
+    available, reason = docker_available()
+    if not available:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Docker is required in CI (CI=true) but unavailable: {reason}", pytrace=False)
+        pytest.skip(f"DOCKER IS NOT AVAILABLE, these tests did not run: {reason}")
+
+
+@pytest.fixture(scope="session")
+def docker_daemon() -> Iterator[Any]:
+    """A ``dockerd`` of the session's own (``.base_url``, ``.client()``), with the base image imported.
+
+    Skips when dockerd or the base image tarball is missing, unless ``CI=true`` (then it fails).
+    """
+    _docker_or_skip()
+    from dockerd import DockerDaemon, import_base_image
+
+    daemon = DockerDaemon().start()
+    try:
+        client = daemon.client()
+        import_base_image(client)
+        client.close()
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def docker_base_image(docker_daemon: Any) -> str:
+    """The tag of the Debian bookworm + Python 3 base image in ``docker_daemon``."""
+    from dockerd import BASE_IMAGE
+
+    return BASE_IMAGE
+
+
+@pytest.fixture(scope="session")
+def docker_registry(docker_daemon: Any) -> Iterator[Any]:
+    """A ``docker-registry`` on 127.0.0.1 (``.address`` is ``localhost:<port>``, 5000 when free)."""
+    from dockerd import Registry
+
+    registry = Registry().start()
+    yield registry
+    registry.stop()

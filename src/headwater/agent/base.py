@@ -210,6 +210,10 @@ class Agent:
         monitor = threading.Thread(target=self._monitor, args=(done,), name="headwater-agent-monitor", daemon=True)
         health = None
         try:
+            # The health endpoint is up before registering: it answers "starting" until then.
+            if self.agent_address:
+                health = HealthServer(self.agent_address, self.health, self.poke)
+                self.health_url = health.url
             with Client(self.api_url, self.api_token) as client:
                 self._client = client
                 self.agent_id = client.register_agent(self.name, self.kind, sorted(self.labels))
@@ -217,9 +221,6 @@ class Agent:
                             self.name, self.kind, self.agent_id, sorted(self.labels), client.api_url)  # fmt: skip
                 self._last_contact = time.monotonic()
                 try:
-                    if self.agent_address:
-                        health = HealthServer(self.agent_address, self.health, self.poke)
-                        self.health_url = health.url
                     monitor.start()
                     with ThreadPoolExecutor(self.settings.max_workers, thread_name_prefix="headwater-deploy") as pool:
                         self._claim_loop(pool)

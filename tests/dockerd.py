@@ -1,0 +1,234 @@
+"""A throwaway Docker Engine and registry for the Docker tests, like ``pg.py`` is for PostgreSQL.
+
+:class:`DockerDaemon` runs ``dockerd --bridge=none --iptables=false`` with its data and
+exec roots in a temporary folder and its API on a Unix socket there, so the tests never
+touch (or need) a system daemon. Containers use ``--network host`` (there is no bridge).
+:func:`import_base_image` loads the Debian + Python root file system that
+``scripts/ensure-system-deps.sh`` made with debootstrap (no image can be pulled here).
+:class:`Registry` runs Debian's ``docker-registry`` on 127.0.0.1 — the daemon treats a
+loopback registry as insecure (plain HTTP), like any ``localhost:5000``.
+The fixtures that use these are at the end of ``tests/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+#: made by scripts/ensure-system-deps.sh (ensure_base_image).
+BASE_IMAGE_TAR = REPO / ".tools" / "docker" / "base-bookworm-python3.tar"
+#: the tag the base image gets in the test daemon.
+BASE_IMAGE = "headwater-test-base:bookworm"
+#: the host's CA bundle, copied into images that pip-install (this machine intercepts TLS).
+HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def docker_available() -> tuple[bool, str]:
+    """Whether dockerd, docker-registry and the base image tarball are here, and if not, why."""
+    missing = [name for name in ("dockerd", "docker-registry") if shutil.which(name) is None]
+    if missing:
+        return False, f"{' and '.join(missing)} not installed (run `bash scripts/ensure-system-deps.sh` as root)"
+    if not BASE_IMAGE_TAR.exists():
+        return False, f"no base image tarball {BASE_IMAGE_TAR} (run `bash scripts/ensure-system-deps.sh` as root)"
+    if os.geteuid() != 0:
+        return False, "dockerd needs root"
+    try:
+        import docker  # noqa: F401
+    except ImportError:
+        return False, "the docker SDK is not installed (pip install -e '.[test]')"
+    return True, ""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+class DockerDaemon:
+    """A ``dockerd`` of its own: ``start()``, ``base_url`` (``unix://…``), ``client()``, ``stop()``."""
+
+    def __init__(self) -> None:
+        self.root: Path | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self.base_url = ""
+
+    @property
+    def log_path(self) -> Path:
+        assert self.root is not None
+        return self.root / "dockerd.log"
+
+    def log(self) -> str:
+        """The daemon's log (for a failed test's report)."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def start(self, timeout: float = 60.0) -> DockerDaemon:
+        # Short: the exec root holds Unix sockets, whose paths are limited to 107 bytes.
+        self.root = Path(tempfile.mkdtemp(prefix="hw-dockerd-", dir="/tmp"))
+        socket_path = self.root / "docker.sock"
+        self.base_url = f"unix://{socket_path}"
+        command = [
+            "dockerd",
+            "--bridge=none",
+            "--iptables=false",
+            "--ip-masq=false",
+            f"--data-root={self.root / 'data'}",
+            f"--exec-root={self.root / 'exec'}",
+            f"--pidfile={self.root / 'dockerd.pid'}",
+            f"--host={self.base_url}",
+            "--log-level=warn",
+        ]
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                output = self.log()
+                self.stop()
+                raise RuntimeError(f"dockerd exited with {self.process.returncode} before answering:\n{output[-3000:]}")
+            if socket_path.exists():
+                try:
+                    if self.client().ping():
+                        return self
+                except Exception:
+                    pass
+            if time.monotonic() > deadline:
+                output = self.log()
+                self.stop()
+                raise RuntimeError(f"dockerd did not answer at {self.base_url} within {timeout:g}s:\n{output[-3000:]}")
+            time.sleep(0.2)
+
+    def client(self, timeout: int = 300) -> Any:
+        import docker
+
+        return docker.DockerClient(base_url=self.base_url, timeout=timeout)
+
+    def stop(self) -> None:
+        """Stop the daemon (and its containers), then remove its folder."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        if self.root is not None:
+            data = self.root / "data"
+            # Mounts left by a daemon that died uncleanly would make rmtree fail.
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run(["umount", "-R", "-l", str(data)], capture_output=True, check=False, timeout=30)
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+
+
+def import_base_image(client: Any, tag: str = BASE_IMAGE) -> str:
+    """``docker import`` the debootstrap tarball as ``tag`` (a few seconds); returns the tag."""
+    with open(BASE_IMAGE_TAR, "rb") as tarball:
+        client.api.import_image_from_data(
+            tarball, repository=tag.partition(":")[0], tag=tag.partition(":")[2] or "latest"
+        )
+    client.images.get(tag)  # raises if the import did not make it
+    return tag
+
+
+class Registry:
+    """Debian's ``docker-registry`` on 127.0.0.1 (port 5000 when free), storing in a temporary folder."""
+
+    def __init__(self) -> None:
+        self.root: Path | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    @property
+    def address(self) -> str:
+        """``localhost:<port>``: what image names start with."""
+        return f"localhost:{self.port}"
+
+    def log(self) -> str:
+        assert self.root is not None
+        try:
+            return (self.root / "registry.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def start(self, timeout: float = 30.0) -> Registry:
+        self.root = Path(tempfile.mkdtemp(prefix="hw-registry-"))
+        self.port = 5000 if port_is_free(5000) else free_port()
+        config = self.root / "config.yml"
+        config.write_text(
+            "version: 0.1\n"
+            "log:\n  level: warn\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {self.root / 'data'}\n  delete:\n    enabled: true\n"
+            f"http:\n  addr: 127.0.0.1:{self.port}\n"
+        )
+        with open(self.root / "registry.log", "wb") as log:
+            self.process = subprocess.Popen(
+                ["docker-registry", "serve", str(config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"docker-registry exited with {self.process.returncode}:\n{self.log()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v2/", timeout=1):
+                    return self
+            except urllib.error.HTTPError:
+                return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"docker-registry did not answer on port {self.port}:\n{self.log()}") from None
+                time.sleep(0.1)
+
+    def tags(self, repository: str) -> list[str]:
+        """The tags the registry holds for ``repository`` (its HTTP API, not the daemon's view)."""
+        import json
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v2/{repository}/tags/list", timeout=5) as r:
+                return list(json.load(r).get("tags") or [])
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return []
+            raise
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
