@@ -16,8 +16,9 @@ def test_the_base_image_runs_python_with_pip_on_the_host_network(docker_daemon: 
     assert out.decode().startswith("(3, 11)")
 
 
-def test_an_image_pushed_to_the_registry_is_listed_there(docker_daemon: Any, docker_base_image: str,
-                                                          docker_registry: Any) -> None:
+def test_an_image_pushed_to_the_registry_is_listed_there(
+    docker_daemon: Any, docker_base_image: str, docker_registry: Any
+) -> None:
     client = docker_daemon.client()
     repository = f"{docker_registry.address}/fixture-check"
     client.images.get(docker_base_image).tag(repository, "t1")

@@ -147,6 +147,31 @@ class AgentSettings(BaseModel):
     )
 
 
+class DockerSettings(BaseModel):
+    """The Docker daemon, image builds and agent containers (``headwater/docker/``)."""
+
+    base_url: str | None = Field(
+        None,
+        description="The Docker daemon's URL (unix:///var/run/docker.sock, tcp://host:2375); default DOCKER_HOST "
+        "or the local socket.",
+    )
+    build_network: str | None = Field(
+        None,
+        description="Network mode of the RUN steps of image builds (e.g. 'host' where the daemon has no bridge); "
+        "default the daemon's.",
+    )
+    ca_certificates: Path | None = Field(
+        None,
+        description="A PEM bundle copied into built images and trusted by pip and Python there (for networks "
+        "that intercept TLS); default none.",
+    )
+    network_mode: str | None = Field(
+        "host",
+        description="Network mode of the containers the DockerAgent starts; 'host' lets them reach an API server "
+        "bound to 127.0.0.1 (the default).",
+    )
+
+
 class Settings(BaseSettings):
     """Every headwater setting. Each field is a section of ``config.toml``."""
 
@@ -163,6 +188,7 @@ class Settings(BaseSettings):
     runner: RunnerSettings = Field(default_factory=RunnerSettings, description="The flow-run process.")
     server: ServerSettings = Field(default_factory=ServerSettings, description="The API server.")
     agent: AgentSettings = Field(default_factory=AgentSettings, description="Agents.")
+    docker: DockerSettings = Field(default_factory=DockerSettings, description="Docker.")
 
     @classmethod
     def settings_customise_sources(
