@@ -152,9 +152,10 @@ def test_the_script_installs_only_what_is_missing(tmp_path: Path) -> None:
     # apt_install is replaced, so this never touches apt.
     fake_apt = 'apt_install() { echo "install $*"; }; '
     _fake_bin(tmp_path / "lib" / "15" / "bin")
-    present = _script(fake_apt + "main", str(tmp_path / "lib" / "*" / "bin"), tmp_path)
+    # only the PostgreSQL step: main's other components (git, Docker, ...) would need the real PATH
+    present = _script(fake_apt + "ensure_postgresql", str(tmp_path / "lib" / "*" / "bin"), tmp_path)
     assert (present.returncode, present.stdout, present.stderr) == (0, "", "")
-    missing = _script(fake_apt + "main", str(tmp_path / "none" / "*" / "bin"), tmp_path)
+    missing = _script(fake_apt + "ensure_postgresql", str(tmp_path / "none" / "*" / "bin"), tmp_path)
     assert missing.stdout == "install postgresql\n"
     assert missing.returncode != 0  # still absent after the "install": said loudly
     assert "still found no initdb" in missing.stderr
