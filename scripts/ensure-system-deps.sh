@@ -16,6 +16,11 @@ set -euo pipefail
 
 PG_BIN_GLOB="${PG_BIN_GLOB:-/usr/lib/postgresql/*/bin}"
 
+# The repository's root, by parameter expansion only (tests source this with a fake PATH).
+_here="${BASH_SOURCE[0]%/*}"
+[[ "$_here" == "${BASH_SOURCE[0]}" ]] && _here=.
+REPO_ROOT="$(cd "$_here/.." && pwd)"
+
 # --- apt machinery --------------------------------------------------------------------
 
 _apt_updated=0
@@ -67,7 +72,7 @@ ensure_postgresql() {
 
 # Azurite (the Azure Storage emulator) for tests/storage/test_azure.py: an npm package kept
 # in .tools/azurite under the repo root (git-ignored), not a system package, so no root needed.
-AZURITE_DIR="${AZURITE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.tools/azurite}"
+AZURITE_DIR="${AZURITE_DIR:-$REPO_ROOT/.tools/azurite}"
 
 have_azurite() {
     [[ -x "$AZURITE_DIR/node_modules/.bin/azurite-blob" ]]
@@ -125,7 +130,7 @@ ensure_docker() {
 # bookworm root file system with Python 3 and pip is made with debootstrap once and kept as
 # a tarball in .tools/docker (git-ignored); the tests `docker import` it into their daemon.
 # pip may install into its system Python (the image is single-purpose, like python:*-slim).
-BASE_IMAGE_TAR="${BASE_IMAGE_TAR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.tools/docker/base-bookworm-python3.tar}"
+BASE_IMAGE_TAR="${BASE_IMAGE_TAR:-$REPO_ROOT/.tools/docker/base-bookworm-python3.tar}"
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
 have_base_image() {
@@ -140,7 +145,7 @@ ensure_base_image() {
         exit 1
     fi
     local dir root
-    dir="$(dirname "$BASE_IMAGE_TAR")"
+    dir="${BASE_IMAGE_TAR%/*}"
     mkdir -p "$dir"
     root="$(mktemp -d "$dir/rootfs.XXXXXX")"
     echo "ensure-system-deps: making the Docker tests' base image with debootstrap (about 2 minutes) ..." >&2
