@@ -1,21 +1,18 @@
 """GitHub storage against a fake GitHub API: ``http.server`` on 127.0.0.1 in a thread.
 
-The fake implements exactly the two endpoints GitHub storage calls, over real
-HTTP: ``GET /repos/{repo}/commits/{ref}`` and ``GET /repos/{repo}/contents/{path}?ref=SHA``,
-and answers 401 to any Authorization other than ``Bearer good-token``.
+The fake (``services_github.py``) implements exactly the two endpoints GitHub
+storage calls, over real HTTP: ``GET /repos/{repo}/commits/{ref}`` and
+``GET /repos/{repo}/contents/{path}?ref=SHA``, and answers 401 to any
+Authorization other than ``Bearer good-token``.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import socket
-import threading
-import urllib.parse
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
@@ -25,6 +22,7 @@ from headwater.storage.github import GitHub
 from headwater.storage.script import extract_flow_from_file
 
 from .contract import StorageContract, check_runs, flow_script
+from .services_github import FakeGitHub, Repository, serve_github
 
 TOKEN = "good-token"
 REPO = "acme/flows"
@@ -36,56 +34,10 @@ FILES = {
 }
 
 
-class FakeGitHub(BaseHTTPRequestHandler):
-    requests: ClassVar[list[tuple[str, str | None]]] = []
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
-
-    def _send(self, status: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self) -> None:
-        url = urllib.parse.urlsplit(self.path)
-        auth = self.headers.get("Authorization")
-        self.requests.append((self.path, auth))
-        if auth is not None and auth != f"Bearer {TOKEN}":
-            return self._send(401, {"message": "Bad credentials"})
-        prefix = f"/repos/{REPO}/"
-        if not url.path.startswith(prefix):
-            return self._send(404, {"message": "Not Found"})
-        rest = urllib.parse.unquote(url.path[len(prefix) :])
-        if rest.startswith("commits/"):
-            ref = rest[len("commits/") :]
-            sha = SHAS.get(ref) or (ref if ref in SHAS.values() else None)
-            if sha is None:
-                return self._send(422, {"message": f"No commit found for SHA: {ref}"})
-            return self._send(200, {"sha": sha})
-        if rest.startswith("contents/"):
-            sha = urllib.parse.parse_qs(url.query).get("ref", [""])[0]
-            text = FILES.get((sha, rest[len("contents/") :]))
-            if text is None:
-                return self._send(404, {"message": "Not Found"})
-            content = base64.encodebytes(text.encode()).decode()  # GitHub wraps lines too
-            return self._send(200, {"type": "file", "encoding": "base64", "content": content, "sha": "f" * 40})
-        return self._send(404, {"message": "Not Found"})
-
-
 @pytest.fixture(scope="module")
 def api() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeGitHub)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_github(Repository(REPO, SHAS, FILES, TOKEN)) as url:
+        yield url
 
 
 @pytest.fixture

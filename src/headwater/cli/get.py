@@ -1,4 +1,4 @@
-"""``headwater get projects|flows|flow-runs|agents``: what the API server holds, as text tables."""
+"""``headwater get projects|flows|flow-runs|agents|secrets``: what the API server holds, as text tables."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from headwater.cli.api import add_label_option, api_command, labels, make_client
 
 
 def add_parser(commands: Any) -> None:
-    get = commands.add_parser("get", help="list projects, flows, flow runs or agents")
+    get = commands.add_parser("get", help="list projects, flows, flow runs, agents or secrets")
     sub = get.add_subparsers(dest="get_command", required=True)
     sub.add_parser("projects", help="list projects").set_defaults(handler=_projects)
     flows = sub.add_parser("flows", help="list registered flow versions")
@@ -25,6 +25,7 @@ def add_parser(commands: Any) -> None:
     runs.add_argument("--limit", type=int, default=20, help="show at most this many (default 20)")
     runs.set_defaults(handler=_flow_runs)
     sub.add_parser("agents", help="list agents, most recently seen first").set_defaults(handler=_agents)
+    sub.add_parser("secrets", help="list the API's secrets (names only)").set_defaults(handler=_secrets)
 
 
 @api_command
@@ -75,4 +76,13 @@ def _agents(args: argparse.Namespace) -> int:
         agents = client.list_agents()
     rows = [[a.name, a.kind, labels(a.labels), when(a.last_seen), a.id] for a in agents]
     print(table(["name", "kind", "labels", "last seen", "id"], rows, empty="no agents"))
+    return 0
+
+
+@api_command
+def _secrets(args: argparse.Namespace) -> int:
+    with make_client() as client:
+        secrets = client.list_secrets()
+    rows = [[s.name, when(s.created), when(s.updated)] for s in secrets]
+    print(table(["name", "created", "updated"], rows, empty="no secrets; set one with `headwater create secret NAME`"))
     return 0

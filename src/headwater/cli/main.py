@@ -63,9 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--watch", action="store_true",
                      help="follow states and logs until the run ends; exit 1 unless it ends Success")
     run.set_defaults(handler=_run)
-    from headwater.cli import agent, create, execute, explain, get, logs, quickstart, register, server
+    from headwater.cli import agent, create, delete, execute, explain, get, logs, quickstart, register, server
 
-    for group in (server, agent, create, register, get, logs, explain, quickstart, execute):
+    for group in (server, agent, create, delete, register, get, logs, explain, quickstart, execute):
         group.add_parser(commands)
     return parser
 

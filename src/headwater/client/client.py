@@ -1,7 +1,8 @@
 """``Client``: the Python client of the headwater API (sync, one keep-alive connection pool).
 
 Projects, flows, registration, agents, the claim, tokens and health are here;
-flow runs, their states, logs and task runs are in ``flow_runs.py`` (mixed in).
+flow runs, their states, logs and task runs are in ``flow_runs.py``, secrets in
+``secrets.py`` (both mixed in).
 Answers are parsed into the wire models of ``headwater.schemas``; requests are
 sent as plain JSON of the same shape and checked by the server alone, so a value
 it refuses comes back as a :class:`~headwater.client.errors.ValidationError`
@@ -18,6 +19,7 @@ from pydantic import SecretStr, TypeAdapter
 
 from headwater.client.flow_runs import FlowRunsMixin, segment
 from headwater.client.http import Transport
+from headwater.client.secrets import SecretsMixin
 from headwater.schemas.agents import Agent, ClaimResponse
 from headwater.schemas.common import Health
 from headwater.schemas.flow_runs import FlowRun
@@ -33,7 +35,7 @@ _FLOWS = TypeAdapter(list[Flow])
 _AGENTS = TypeAdapter(list[Agent])
 
 
-class Client(FlowRunsMixin):
+class Client(FlowRunsMixin, SecretsMixin):
     """Talks to a headwater API server.
 
     Args:

@@ -129,6 +129,11 @@ class ServerSettings(BaseModel):
         60.0, ge=0, description="Longest a claim call may long-poll; longer requested waits are cut to this."
     )
     max_log_batch: int = Field(1000, ge=1, description="Most log records one request may append (more: 413).")
+    secrets_key: SecretStr | None = Field(
+        None,
+        description="The Fernet key that encrypts secrets in the database (Fernet.generate_key()); default a key "
+        "file <home>/secrets.key made on first use (mode 0600). Every server of one database needs the same key.",
+    )
 
 
 class AgentSettings(BaseModel):

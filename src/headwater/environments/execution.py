@@ -4,8 +4,9 @@ An agent starts this process with ``HEADWATER__CONTEXT__FLOW_RUN_ID``,
 ``HEADWATER__API__URL`` and ``HEADWATER__API__TOKEN`` set (DESIGN.md §1, steps
 5–6). It reads the run and its flow version from the API, moves the run
 Submitted → Running (with the version lock), rebuilds the flow's storage from
-its spec, resolves the storage's secrets, loads the flow, checks it against the
-registered version, then ``environment.setup(flow)`` and
+its spec, resolves the storage's secrets (the local setting ``context.secrets``
+first, else the API's secret store; ``docs/secrets.md``), loads the flow, checks
+it against the registered version, then ``environment.setup(flow)`` and
 ``environment.execute(flow)``. States, logs and heartbeats go to the API through
 ``headwater.engine.reporting.ApiReporter``. Any failure to load or run ends the
 run Failed, with the reason in its log. ``docs/execution.md`` is the user's view.
@@ -165,8 +166,11 @@ def _note(api: Client, flow_run_id: str, message: str) -> None:
 def _load_and_execute(api: Client, run: FlowRun, reporter: ApiReporter, settings: Settings) -> State:
     """Load the run's flow and run it with its environment; a failure is a Failed state, logged."""
     from headwater.storage import StorageError, storage_from_spec
+    from headwater.storage.secrets import forget as forget_secrets
+    from headwater.storage.secrets import provide as provide_secrets
 
     stage = f"reading flow version {run.flow_id}"
+    needed: list[str] = []
     try:
         detail = api.get_flow(run.flow_id)
         metadata = detail.metadata
@@ -174,7 +178,10 @@ def _load_and_execute(api: Client, run: FlowRun, reporter: ApiReporter, settings
         if metadata.storage is None:
             raise ExecutionError("its registered metadata has no storage spec; register it again with a storage")
         storage = storage_from_spec(metadata.storage)
-        secrets = resolve_secrets(storage.secrets, settings.context.secrets)
+        needed = list(dict.fromkeys([*storage.secrets, *storage.credential_secrets()]))
+        resolved = resolve_secrets(needed, settings.context.secrets, api)
+        provide_secrets(resolved)  # what the storage's own lookup (storage/secrets.py) finds first
+        secrets = {name: resolved[name] for name in storage.secrets}
         flow = storage.get_flow(metadata.name)
         check_tasks(flow, metadata, detail.version)
         environment = flow.environment if flow.environment is not None else _default_environment()
@@ -198,6 +205,8 @@ def _load_and_execute(api: Client, run: FlowRun, reporter: ApiReporter, settings
         reason = f"{stage} failed: {type(exc).__name__}: {exc}"
         logger.error("%s", reason, exc_info=not isinstance(exc, (StorageError, ExecutionError)))
         return Failed(reason, exc)
+    finally:
+        forget_secrets(needed)
     if state is None:
         return Running(f"the flow run continues in the process {type(environment).__name__} started")
     return state
@@ -209,32 +218,80 @@ def _default_environment() -> Any:
     return LocalEnvironment()
 
 
-def resolve_secrets(names: Iterable[str], available: Mapping[str, SecretStr]) -> dict[str, SecretStr]:
-    """The values of the secrets ``names``, from ``available`` (the ``context.secrets`` setting).
+def resolve_secrets(
+    names: Iterable[str], available: Mapping[str, SecretStr], client: Client | None = None
+) -> dict[str, SecretStr]:
+    """The values of the secrets ``names``: each from ``available`` (the local setting
+    ``context.secrets``) if it is there, else from the API's secret store through ``client``.
 
-    Names match exactly, else case-insensitively (environment variables arrive
-    lower-cased). Values stay ``SecretStr``, so they never show in logs or reprs.
+    Local names match exactly, else case-insensitively (environment variables
+    arrive lower-cased); the API's names are case-insensitive. Values stay
+    ``SecretStr``, so they never show in logs or reprs; only names are logged.
 
     Raises:
-        ExecutionError: some are not set; the message names them and the variable to set.
+        ExecutionError: some are set in neither place (the message names them
+            and both ways to set them), or the API can't be asked.
     """
-    lowered = {key.lower(): value for key, value in available.items()}
+    from headwater.storage.secrets import local_secret
+
     found: dict[str, SecretStr] = {}
+    sources: dict[str, list[str]] = {"the local settings": [], "the API's secret store": []}
     missing: list[str] = []
-    for name in names:
-        value = available.get(name) or lowered.get(name.lower())
+    for name in dict.fromkeys(names):
+        value = local_secret(name, available)
+        if value is not None:
+            sources["the local settings"].append(name)
+        elif client is not None:
+            value = _secret_from_api(client, name)
+            if value is not None:
+                sources["the API's secret store"].append(name)
         if value is None:
             missing.append(name)
         else:
             found[name] = value
     if missing:
-        example = f"HEADWATER__CONTEXT__SECRETS__{missing[0].upper()}"
-        raise ExecutionError(
-            f"the flow's storage needs secret(s) {', '.join(map(repr, missing))}, which are not set where the "
-            f"flow runs; set them as environment variables (e.g. {example}) or under [context.secrets] in "
-            "config.toml"
+        raise ExecutionError(_missing_secrets(missing, asked_api=client is not None))
+    if found:
+        logger.info(
+            "secret(s) of the flow's storage resolved: %s",
+            "; ".join(f"{', '.join(map(repr, got))} from {where}" for where, got in sources.items() if got),
         )
     return found
+
+
+def _secret_from_api(client: Client, name: str) -> SecretStr | None:
+    """The secret's value from the API, or None when the store has no secret of that name."""
+    from headwater.client import ApiError, NotFoundError
+    from headwater.schemas.secrets import secret_name_problem
+
+    if secret_name_problem(name) is not None:
+        return None  # a name the store can't hold: only the local setting can have it
+    try:
+        return client.get_secret(name)
+    except NotFoundError:
+        return None
+    except ApiError as exc:
+        raise ExecutionError(f"can't read secret {name!r} from the API's secret store: {exc}") from None
+
+
+def _missing_secrets(missing: list[str], asked_api: bool) -> str:
+    from headwater.schemas.secrets import secret_name_problem
+
+    where = "set neither where the flow runs nor in the API's secret store" if asked_api else "not set here"
+    first = missing[0]
+    message = (
+        f"the flow's storage needs secret(s) {', '.join(map(repr, missing))}, which are {where}; "
+        f"set each in the API's secret store (e.g. `headwater create secret {first.upper()}`) or as an "
+        f"environment variable where the flow runs (e.g. HEADWATER__CONTEXT__SECRETS__{first.upper()}, or "
+        "[context.secrets] in config.toml)"
+    )
+    unfit = [name for name in missing if secret_name_problem(name) is not None]
+    if unfit:
+        message += (
+            f"; {', '.join(map(repr, unfit))} can't be kept in the API's secret store (names there are letters, "
+            "digits and single underscores): set them locally or rename them in the storage"
+        )
+    return message
 
 
 def check_tasks(flow: Flow, metadata: FlowMetadata, version: int) -> None:

@@ -18,10 +18,11 @@ from sqlalchemy.orm import sessionmaker
 
 from headwater import __version__
 from headwater.config.settings import ServerSettings
-from headwater.server.api import agents, flow_runs, flows, health, logs, projects, task_runs, tokens, work
+from headwater.server.api import agents, flow_runs, flows, health, logs, projects, secrets, task_runs, tokens, work
 from headwater.server.database.engine import create_db_engine, database_url
 from headwater.server.database.migrate import upgrade
 from headwater.server.errors import ApiError
+from headwater.server.secret_key import SecretKey
 from headwater.server.services.notifier import WorkNotifier
 from headwater.server.services.recovery import RecoveryService
 
@@ -46,6 +47,8 @@ def auth_required(settings: ServerSettings) -> bool:
 
 def create_app(settings: ServerSettings, home: Path, recovery: bool = True) -> FastAPI:
     """The ASGI app for ``settings``; its database is connected and migrated."""
+    secret_key = SecretKey(settings.secrets_key, home)
+    secret_key.check()  # a malformed key is a start-up error, not a failed request later
     engine = create_db_engine(database_url(settings.database_url, home))
     upgrade(engine)
     sessions = sessionmaker(engine, expire_on_commit=False)
@@ -82,7 +85,8 @@ def create_app(settings: ServerSettings, home: Path, recovery: bool = True) -> F
     app.state.notifier = notifier
     app.state.auth = auth_required(settings)
     app.state.token_cache = {}
-    for module in (health, projects, flows, flow_runs, task_runs, logs, agents, work, tokens):
+    app.state.secret_key = secret_key
+    for module in (health, projects, flows, flow_runs, task_runs, logs, agents, work, tokens, secrets):
         app.include_router(module.router, prefix=API_PREFIX)
 
     @app.exception_handler(ApiError)

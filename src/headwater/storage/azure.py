@@ -48,7 +48,8 @@ class Azure(Storage):
 
     The connection string is the first of: ``connection_string`` (kept in this
     object only, never in the spec), the secret named ``connection_string_secret``
-    (from the setting ``context.secrets``, i.e. ``HEADWATER__CONTEXT__SECRETS__<NAME>``;
+    (what the flow-run process resolved from the setting ``context.secrets`` —
+    ``HEADWATER__CONTEXT__SECRETS__<NAME>`` — or the API's secret store: ``secrets.py``;
     names match case-insensitively), then the ``AZURE_STORAGE_CONNECTION_STRING``
     environment variable. It is looked up when a blob is first read or written.
 
@@ -105,6 +106,9 @@ class Azure(Storage):
         if self.stored_as_script:
             where += f"/{self.blob_name}"
         return f"Azure storage {where}"
+
+    def credential_secrets(self) -> list[str]:
+        return [self.connection_string_secret] if self.connection_string_secret else []
 
     def spec_args(self) -> dict[str, Any]:
         return {
@@ -186,17 +190,9 @@ class Azure(Storage):
         if self._connection_string is not None:
             return self._connection_string.get_secret_value()
         if self.connection_string_secret:
-            from headwater.config import get_settings
+            from headwater.storage.secrets import secret_value
 
-            available = get_settings().context.secrets
-            wanted = self.connection_string_secret
-            value = available.get(wanted) or {k.lower(): v for k, v in available.items()}.get(wanted.lower())
-            if value is None:
-                raise StorageError(
-                    f"{self.describe()} needs the secret {wanted!r} (its connection string), which is not set "
-                    f"here; set HEADWATER__CONTEXT__SECRETS__{wanted.upper()} or [context.secrets] in config.toml"
-                )
-            return value.get_secret_value()
+            return secret_value(self.connection_string_secret, self.describe(), "its connection string")
         from_env = os.environ.get(ENV_VAR)
         if not from_env:
             raise StorageError(

@@ -3,7 +3,8 @@
 A backend implements two hooks, :meth:`Storage.save_flow` and
 :meth:`Storage.load_flow`; the public ``add_flow``/``get_flow``, the ``flows``
 mapping, labels and ``serialize`` are machinery here, so every backend checks
-names and reports errors the same way. Backends live one per module
+names and reports errors the same way. Secret values (``credential_secrets``)
+come from ``secrets.py``. Backends live one per module
 (``memory.py``, ``local.py``, ``module.py``) and are found by kind through
 ``registry.py``, which also rebuilds a storage from its spec. Pickled flows are
 ``payload.py``'s business; flows kept as ``.py`` files are ``script.py``'s.
@@ -115,6 +116,14 @@ class Storage(abc.ABC):
     def describe(self) -> str:
         """How errors name this storage, e.g. ``"Local storage /x/flows"``."""
         return f"{type(self).__name__} storage"
+
+    def credential_secrets(self) -> list[str]:
+        """Names of the secrets this backend's own arguments refer to (a token, a connection string).
+
+        The flow-run process resolves these with ``secrets`` before ``get_flow``;
+        the backend reads them through ``storage/secrets.py``.
+        """
+        return []
 
     # -- machinery -----------------------------------------------------------------
 

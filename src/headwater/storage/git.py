@@ -4,7 +4,7 @@ Nothing is pushed: ``add_flow`` records the flow's name → ``flow_path``; the
 user commits and pushes the file. ``get_flow`` shallow-clones one ref (a
 branch, a tag or a commit) into a temporary folder with the ``git`` command,
 runs the file (``script.py``) and deletes the folder. A token, when the repo
-needs one, is read from a secret and lives only in the URL handed to git; it is
+needs one, is read from a secret (``secrets.py``) and lives only in the URL handed to git; it is
 scrubbed from git's output. ``github.py`` reads single files through GitHub's
 API instead. The contract is ``base.py``; the docs are ``docs/storage-git.md``.
 """
@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 from headwater.core.flow import Flow
 from headwater.storage.base import Storage
 from headwater.storage.errors import StorageError
+from headwater.storage.secrets import secret_value
 
 logger = logging.getLogger("headwater.storage")
 
@@ -43,24 +44,6 @@ _UNREACHABLE = (
     "not found",
 )
 _AUTH = ("authentication failed", "could not read username", "could not read password", "error: 401", "error: 403")
-
-
-def secret_value(name: str, what: str) -> str:
-    """The value of the secret ``name`` from the settings (``context.secrets``, keys lower-cased).
-
-    Raises:
-        StorageError: no such secret; the message says how to set it.
-    """
-    from headwater.config import get_settings
-
-    secrets = {k.lower(): v for k, v in get_settings().context.secrets.items()}
-    value = secrets.get(name.lower())
-    if value is None:
-        raise StorageError(
-            f"{what} needs the secret {name!r}, which is not set here; set it with "
-            f"HEADWATER__CONTEXT__SECRETS__{name.upper()}=<token> where the flow loads"
-        )
-    return value.get_secret_value()
 
 
 class Git(Storage):
@@ -153,6 +136,9 @@ class Git(Storage):
 
     def describe(self) -> str:
         return f"Git storage {self.url} ({self.flow_path} at {self.ref})"
+
+    def credential_secrets(self) -> list[str]:
+        return [self.git_token_secret_name] if self.git_token_secret_name else []
 
     def spec_args(self) -> dict[str, Any]:
         return {

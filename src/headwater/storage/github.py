@@ -84,6 +84,9 @@ class GitHub(Storage):
     def describe(self) -> str:
         return f"GitHub storage {self.repo}:{self.path} at {self.ref or 'HEAD'}"
 
+    def credential_secrets(self) -> list[str]:
+        return [self.access_token_secret] if self.access_token_secret else []
+
     def spec_args(self) -> dict[str, Any]:
         return {
             "repo": self.repo,
@@ -125,7 +128,7 @@ class GitHub(Storage):
         ref = self.ref or "HEAD"
         headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
         if self.access_token_secret is not None:
-            from headwater.storage.git import secret_value
+            from headwater.storage.secrets import secret_value
 
             headers["Authorization"] = f"Bearer {secret_value(self.access_token_secret, self.describe())}"
         repo = urllib.parse.quote(self.repo, safe="/")

@@ -148,3 +148,16 @@ class TokenRow(Base):
     scope: Mapped[str] = mapped_column(String(10))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
+
+
+class SecretRow(Base):
+    """A secret: its upper-cased name and its value encrypted with the server's key (``server/secret_key.py``)."""
+
+    __tablename__ = "secrets"
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    #: the Fernet token of the value; never the value itself.
+    ciphertext: Mapped[str] = mapped_column(Text)
+    #: which key encrypted it (a fingerprint, not the key), so another key is a clear error.
+    key_id: Mapped[str] = mapped_column(String(16))
+    created: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
+    updated: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
