@@ -5,8 +5,12 @@
 1. check everything that can be checked without side effects: not inside a
    ``with Flow(...)`` block, the labels, the graph, the metadata, and that the
    project exists on the server;
-2. ``storage.add_flow(flow)`` (default storage: ``Local(**storage_kwargs)``),
-   then ``storage.build()`` unless ``build=False``;
+2. ``storage.add_flow(flow)`` (default storage: ``Local(**storage_kwargs)``, or
+   what the environment's ``default_storage(**storage_kwargs)`` gives: a
+   DockerEnvironment's is the Docker storage of its arguments) once the
+   environment's ``storage_problem(storage)`` has no objection, then
+   ``storage.build()`` unless ``build=False``; then the environment's
+   ``adopt_storage(storage)`` (a DockerEnvironment names the storage's image);
 3. POST the metadata (``flow.serialize()``) with the extra ``labels`` to
    ``/api/v1/flows``. The version's labels are the environment's and the
    storage's labels plus ``labels``.
@@ -47,21 +51,23 @@ def check_labels(labels: Iterable[str] | None) -> list[str]:
     return sorted(set(values))
 
 
-def _storage_for(flow: Flow, storage_kwargs: dict[str, Any]) -> Storage:
-    """The storage to add the flow to: its own, a fresh copy of it if the flow is in it already, or Local."""
-    from headwater.storage import Local, storage_from_spec
+def _storage_for(flow: Flow, storage_kwargs: dict[str, Any], build: bool) -> Storage:
+    """The storage to add the flow to: its own, a fresh copy of it if the flow is in it already, or the
+    default: the environment's ``default_storage()`` if it gives one, else Local."""
+    from headwater.storage import Local
 
     storage = flow.storage
     if storage is None:
-        return Local(**storage_kwargs)
+        default = flow.environment.default_storage(**storage_kwargs) if flow.environment is not None else None
+        return default if default is not None else Local(**storage_kwargs)
     if storage_kwargs:
         raise RegistrationError(
-            f"storage arguments {sorted(storage_kwargs)} are for the default Local storage, but flow "
+            f"storage arguments {sorted(storage_kwargs)} are for the default storage, but flow "
             f"{flow.name!r} already has {storage!r}; configure that storage instead"
         )
     if flow.name in storage:
         # registered before in this process: a storage holds one flow per name, so use a fresh one
-        storage = storage_from_spec({k: v for k, v in storage.serialize().items() if k != "flows"})
+        storage = storage.for_new_version(rebuild=build)
     return storage  # type: ignore[no-any-return]
 
 
@@ -92,7 +98,8 @@ def register_flow(
         labels: labels added to the environment's and storage's labels.
         idempotency_key: registering again with this key returns the same version.
         client: the API client; default ``Client()`` from the settings.
-        **storage_kwargs: arguments of the default ``Local`` storage, when the flow has none.
+        **storage_kwargs: arguments of the default storage (``Local``, or the environment's
+            ``default_storage``), when the flow has none.
 
     Raises:
         RegistrationError: inside a ``with Flow(...)`` block, bad labels or arguments.
@@ -118,7 +125,10 @@ def register_flow(
     api = Client() if client is None else client
     try:
         _check_project(api, project_name)
-        storage, previous = _storage_for(flow, storage_kwargs), flow.storage
+        storage, previous = _storage_for(flow, storage_kwargs, build), flow.storage
+        problem = flow.environment.storage_problem(storage) if flow.environment is not None else None
+        if problem:
+            raise RegistrationError(problem)
         flow.storage = storage  # before add_flow, so the stored flow carries its storage
         try:
             storage.add_flow(flow)
@@ -127,6 +137,8 @@ def register_flow(
             raise
         if build:
             storage.build()
+        if flow.environment is not None:
+            flow.environment.adopt_storage(storage)
         registered = api.register_flow_metadata(
             project_name, flow.serialize(), labels=extra_labels, idempotency_key=idempotency_key
         )

@@ -33,7 +33,7 @@ def test_storage_kwargs_configure_the_default_storage(client: Client, project: s
     flow = make_flow("etl")
     flow_id = register_flow(flow, project, client=client, directory=str(tmp_path), add_default_labels=False)
     assert flow.storage.directory == str(tmp_path) and client.get_flow(flow_id).labels == []
-    with pytest.raises(RegistrationError, match="are for the default Local storage"):
+    with pytest.raises(RegistrationError, match="are for the default storage, but flow"):
         register_flow(make_flow("etl", tmp_path), project, client=client, directory=str(tmp_path))
 
 

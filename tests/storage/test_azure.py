@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ import pytest
 from headwater import Flow
 from headwater.storage import Storage, StorageError, storage_from_spec
 from headwater.storage.azure import Azure
+from headwater.storage.payload import read_document
 from headwater.storage.script import extract_flow_from_file
 
 from .contract import StorageContract, build_flow, check_runs, flow_script
@@ -138,6 +140,19 @@ def test_connection_string_never_shows_in_spec_repr_errors_or_logs(
         assert "A" * 88 not in text
         assert "AccountKey" not in text or "check the connection string's AccountName and AccountKey" in text
     assert "connection_string" not in storage.serialize()
+
+
+def test_a_flow_that_carries_the_storage_is_stored_without_its_connection_string(azurite: Azurite) -> None:
+    storage = Azure("flows", connection_string=azurite.connection_string)
+    flow = build_flow("etl")
+    flow.storage = storage  # as registration does: the storage is pickled with the flow
+    blob = storage.add_flow(flow)
+
+    pickled = base64.b64decode(read_document(storage._download(blob))["payload"])
+    assert ACCOUNT_KEY.encode() not in pickled and b"AccountKey" not in pickled
+    loaded = storage.get_flow("etl")
+    assert isinstance(loaded.storage, Azure) and loaded.storage._connection_string is None
+    check_runs(loaded)
 
 
 def test_connection_string_from_the_environment(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from headwater.core.flow import Flow
     from headwater.core.state import State
     from headwater.executors.base import Executor
+    from headwater.storage.base import Storage
 
 logger = logging.getLogger("headwater.environment")
 
@@ -47,6 +48,9 @@ class Environment:
 
     #: the registry key, and ``serialize()["kind"]``.
     kind: ClassVar[str] = "base"
+    #: modules this environment imports where the flow runs; a flow image's healthcheck
+    #: imports them (and its executor's ``dependencies``).
+    dependencies: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -88,6 +92,20 @@ class Environment:
     def spec_args(self) -> dict[str, Any]:
         """This environment's own constructor arguments, as JSON (beyond labels and metadata)."""
         return {}
+
+    # Registration's hooks (``headwater/registration.py``), in the order it calls them.
+
+    def default_storage(self, **storage_kwargs: Any) -> Storage | None:
+        """The storage a flow without one is registered with; None: registration's own default (Local)."""
+        return None
+
+    def storage_problem(self, storage: Storage) -> str | None:
+        """Why a flow of this environment can't be registered with ``storage`` (checked before
+        anything is stored), or None."""
+        return None
+
+    def adopt_storage(self, storage: Storage) -> None:
+        """Take what this environment needs from ``storage`` once it is built (e.g. its image)."""
 
     # -- machinery -----------------------------------------------------------------------
 

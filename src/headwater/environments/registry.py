@@ -55,7 +55,7 @@ def environment_from_spec(spec: dict[str, Any]) -> Environment:
     spec.pop("built", None)
     if kind == "remote":
         spec["executor"] = spec.pop("executor_path", None)
-    elif executor is not None and kind == "local":
+    elif executor is not None and kind in ("local", "docker"):
         spec["executor"] = executor_from_path(executor["class"], executor.get("kwargs"))
     try:
         return cls(**spec)

@@ -23,6 +23,8 @@ class Executor:
     _spec_kwargs: dict[str, Any]
     #: whether tasks run in other processes (their results must be picklable).
     crosses_processes: bool = False
+    #: modules this executor imports when it runs; a flow image's healthcheck imports them.
+    dependencies: tuple[str, ...] = ()
 
     def _record(self, **kwargs: Any) -> None:
         self._spec_kwargs = {k: v for k, v in kwargs.items() if v is not None}

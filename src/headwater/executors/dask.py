@@ -73,6 +73,7 @@ class DaskExecutor(Executor):
         )
 
     crosses_processes = True
+    dependencies = ("distributed",)
 
     def __repr__(self) -> str:
         return f"<DaskExecutor: {self.address or 'temporary cluster'}>"

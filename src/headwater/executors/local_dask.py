@@ -20,6 +20,8 @@ class LocalDaskExecutor(Executor):
         num_workers: threads or processes to use; default the machine's core count.
     """
 
+    dependencies = ("dask",)
+
     def __init__(self, scheduler: str = "threads", num_workers: int | None = None) -> None:
         if scheduler not in _SCHEDULERS:
             raise ValueError(

@@ -4,6 +4,7 @@
 ``Azure``, ``Git``, ``GitHub``, ``Docker``) load through the registry on first
 use, so ``from headwater.storage import S3`` imports its SDK only then — or
 raises :class:`StorageNotAvailable` (an ``ImportError``) saying what to install.
+``Docker`` bakes flows into an image it builds with ``headwater.containers``.
 The contract is ``base.py``; kinds and specs are ``registry.py``.
 """
 

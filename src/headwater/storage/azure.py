@@ -99,6 +99,14 @@ class Azure(Storage):
             raise StorageError("Azure storage's path= is the flow's .py file to upload and needs stored_as_script=True")
         self._client: BlobServiceClient | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A flow carries its storage when pickled (into the blob itself): neither the client
+        # nor a literal connection string may travel with it.
+        state = dict(self.__dict__)
+        state["_client"] = None
+        state["_connection_string"] = None
+        return state
+
     # -- hooks ---------------------------------------------------------------------
 
     def describe(self) -> str:

@@ -117,6 +117,18 @@ class Storage(abc.ABC):
         """How errors name this storage, e.g. ``"Local storage /x/flows"``."""
         return f"{type(self).__name__} storage"
 
+    def for_new_version(self, rebuild: bool) -> Storage:
+        """A storage like this one but holding no flows, for the next version of a flow already here.
+
+        Registration uses it when a flow is registered again from the same storage
+        (a storage holds one flow per name). ``rebuild``: the copy will be built, so
+        what only a build decided (an image tag) may be decided anew. Default: this
+        storage rebuilt from its spec, without its flows.
+        """
+        from headwater.storage.registry import storage_from_spec
+
+        return storage_from_spec({k: v for k, v in self.serialize().items() if k != "flows"})
+
     def credential_secrets(self) -> list[str]:
         """Names of the secrets this backend's own arguments refer to (a token, a connection string).
 

@@ -93,6 +93,12 @@ class GCS(Storage):
             raise StorageError("GCS(stored_as_script=True) needs local_script_path= (the .py file to upload)")
         self._client: Any = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A flow carries its storage when pickled; the client can't (and needn't) travel with it.
+        state = dict(self.__dict__)
+        state["_client"] = None
+        return state
+
     # -- hooks ---------------------------------------------------------------------
 
     def describe(self) -> str:
