@@ -5,7 +5,9 @@ service running here: gcp-storage-emulator, Azurite, a git daemon, ...), a real
 ``headwater agent local start`` process claims the run, and its flow-run process loads
 the flow from the service — nothing is read from this test's memory — and runs it to
 Success. The agent's process gets only what a real deployment would: the service's
-address and credentials in its environment.
+address and credentials in its environment. GitHub storage's run through an agent is in
+``test_secrets.py`` (its token comes from the API's secret store); Docker storage's, under a
+DockerAgent, in ``test_docker_storage.py``.
 """
 
 from __future__ import annotations
@@ -53,6 +55,26 @@ class Backend:
 
     storage: Callable[[Path], Storage]
     agent_env: dict[str, str] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def s3(stored_as_script: bool) -> Iterator[Backend]:
+    """moto's S3 server; boto3 finds it (and dummy credentials) through the standard AWS variables."""
+    pytest.importorskip("boto3")
+    from headwater.storage.s3 import S3
+    from storage.services_s3 import DUMMY_ENV, client, moto_command, moto_server
+
+    if moto_command() is None:
+        pytest.skip("moto_server is not installed")
+    with moto_server() as url, pytest.MonkeyPatch.context() as mp:
+        env = {**DUMMY_ENV, "AWS_ENDPOINT_URL": url, "AWS_DEFAULT_REGION": "us-east-1"}
+        for name, value in env.items():
+            mp.setenv(name, value)
+        client(url).create_bucket(Bucket="cloud-flows")
+        if stored_as_script:
+            yield Backend(lambda script: S3("cloud-flows", stored_as_script=True, local_script_path=script), env)
+        else:
+            yield Backend(lambda script: S3("cloud-flows"), env)
 
 
 @contextlib.contextmanager
@@ -151,9 +173,11 @@ def _connects(port: int) -> bool:
     return True
 
 
-@pytest.fixture(params=["gcs", "azure", "git"])
+@pytest.fixture(params=["s3", "s3-script", "gcs", "azure", "git"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     starters: dict[str, Callable[[], Any]] = {
+        "s3": lambda: s3(stored_as_script=False),
+        "s3-script": lambda: s3(stored_as_script=True),
         "gcs": gcs,
         "azure": lambda: azure(tmp_path),
         "git": lambda: git(tmp_path),
