@@ -31,6 +31,7 @@ bench: $(STAMP)
 	bash scripts/ensure-system-deps.sh
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/pickup.py
+	$(BIN)/python bench/storage.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
