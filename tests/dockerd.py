@@ -66,12 +66,18 @@ def port_is_free(port: int) -> bool:
 
 
 class DockerDaemon:
-    """A ``dockerd`` of its own: ``start()``, ``base_url`` (``unix://…``), ``client()``, ``stop()``."""
+    """A ``dockerd`` of its own: ``start()``, ``base_url`` (``unix://…``), ``client()``, ``stop()``.
 
-    def __init__(self) -> None:
+    With ``root`` (a short path: it holds the socket), the daemon keeps its folder, socket
+    path and data there, so ``stop(keep=True)`` then ``start()`` restarts it in place; its
+    ``base_url`` is known before the first start.
+    """
+
+    def __init__(self, root: Path | None = None) -> None:
+        self._fixed_root = root
         self.root: Path | None = None
         self.process: subprocess.Popen[bytes] | None = None
-        self.base_url = ""
+        self.base_url = f"unix://{root / 'docker.sock'}" if root is not None else ""
 
     @property
     def log_path(self) -> Path:
@@ -87,7 +93,11 @@ class DockerDaemon:
 
     def start(self, timeout: float = 60.0) -> DockerDaemon:
         # Short: the exec root holds Unix sockets, whose paths are limited to 107 bytes.
-        self.root = Path(tempfile.mkdtemp(prefix="hw-dockerd-", dir="/tmp"))
+        if self._fixed_root is not None:
+            self.root = self._fixed_root
+            self.root.mkdir(parents=True, exist_ok=True)
+        else:
+            self.root = Path(tempfile.mkdtemp(prefix="hw-dockerd-", dir="/tmp"))
         socket_path = self.root / "docker.sock"
         self.base_url = f"unix://{socket_path}"
         command = [
@@ -128,8 +138,8 @@ class DockerDaemon:
 
         return docker.DockerClient(base_url=self.base_url, timeout=timeout)
 
-    def stop(self) -> None:
-        """Stop the daemon (and its containers), then remove its folder."""
+    def stop(self, keep: bool = False) -> None:
+        """Stop the daemon (and its containers), then remove its folder (``keep``: leave it, to start again)."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -138,11 +148,13 @@ class DockerDaemon:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        if self.root is not None:
-            data = self.root / "data"
-            # Mounts left by a daemon that died uncleanly would make rmtree fail.
-            with contextlib.suppress(OSError, subprocess.SubprocessError):
-                subprocess.run(["umount", "-R", "-l", str(data)], capture_output=True, check=False, timeout=30)
+        if self.root is not None and not keep:
+            # Mounts left by a daemon that died uncleanly (and the exec root's netns/default, which
+            # even a clean stop leaves) would make rmtree fail.
+            for mounted in ("data", "exec/netns/default"):
+                with contextlib.suppress(OSError, subprocess.SubprocessError):
+                    subprocess.run(["umount", "-R", "-l", str(self.root / mounted)], capture_output=True,
+                                   check=False, timeout=30)  # fmt: skip
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None
 

@@ -1,8 +1,10 @@
 """``Agent``: takes flow runs from the API server and deploys them; one subclass per platform.
 
 A subclass implements one hook, :meth:`Agent.deploy_flow` (start the flow-run
-process on its infrastructure); two optional hooks, :meth:`Agent.check_deployments`
-and :meth:`Agent.on_shutdown`, let it watch and clean up what it started. The
+process on its infrastructure); optional hooks let it watch and clean up what it
+started (:meth:`Agent.check_deployments`, :meth:`Agent.on_shutdown`) and say when
+its infrastructure can't take runs (:meth:`Agent.ready`; a deploy that finds it gone
+raises :class:`DeployLater` and the run is put back). The
 machinery — registration, the long-poll claim loop, deploys in a bounded thread
 pool, heartbeats, the health endpoint (``health.py``), graceful stop — is here.
 Server side: ``server/api/work.py`` (the claim) and ``server/api/agents.py``.
@@ -40,6 +42,16 @@ logger = logging.getLogger("headwater.agent")
 
 #: Seconds between two calls of ``check_deployments`` (and checks whether a heartbeat is due).
 MONITOR_INTERVAL = 0.5
+#: Longest wait, in seconds, between two calls of ``ready()`` while the agent is not ready.
+READY_RETRY_MAX = 10.0
+
+
+class DeployLater(Exception):
+    """Raised by ``deploy_flow``: the run can't be deployed now (its infrastructure is away), maybe later.
+
+    The run is put back (Scheduled, for this or another agent) with the error's text
+    as the reason, instead of being failed.
+    """
 
 
 class Agent:
@@ -109,6 +121,7 @@ class Agent:
         self._slots = threading.Lock()
         self._in_flight = 0
         self._last_contact = 0.0  # time.monotonic() of the last claim or heartbeat
+        self._not_ready: str | None = None  # why the agent claims nothing now (ready()'s last reason)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}: {self.name} labels={sorted(self.labels)}>"
@@ -125,6 +138,15 @@ class Agent:
         fail the run — the error's text becomes the run's state message.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement deploy_flow(flow_run)")
+
+    def ready(self) -> str | None:
+        """None when the agent can deploy runs now, else why not (e.g. "the Docker daemon … does not answer").
+
+        Optional (default: always ready). Called before each claim: while it gives a
+        reason the agent claims nothing, logs the reason once, shows it in :meth:`health`,
+        and asks again after a growing wait (up to :data:`READY_RETRY_MAX` s; a poke asks at once).
+        """
+        return None
 
     def check_deployments(self) -> None:
         """Look at what this agent started (e.g. reap processes); called about twice a second. Optional."""
@@ -169,9 +191,15 @@ class Agent:
         return env
 
     def health(self) -> dict[str, Any]:
-        """What ``GET /api/health`` answers: status, name, kind, id, labels, deploys in flight, claim calls."""
-        status = "stopping" if self._stop.is_set() else "ok" if self.agent_id else "starting"
-        return {
+        """What ``GET /api/health`` answers: status, name, kind, id, labels, deploys in flight, claim calls.
+
+        While :meth:`ready` gives a reason, the status is ``waiting`` and ``waiting_for`` holds the reason.
+        """
+        not_ready = self._not_ready
+        status = "stopping" if self._stop.is_set() else "starting" if not self.agent_id else "ok"
+        if status == "ok" and not_ready is not None:
+            status = "waiting"
+        body: dict[str, Any] = {
             "status": status,
             "name": self.name,
             "kind": self.kind,
@@ -180,6 +208,9 @@ class Agent:
             "in_flight": self._in_flight,
             "polls": self.polls,
         }
+        if not_ready is not None:
+            body["waiting_for"] = not_ready
+        return body
 
     def poke(self) -> None:
         """Claim now instead of after the current wait (``POST /api/poke``)."""
@@ -255,7 +286,7 @@ class Agent:
 
     def _claim_loop(self, pool: ThreadPoolExecutor) -> None:
         """Claim and deploy until stopped or ``max_polls`` claim calls are made."""
-        failures = 0
+        failures = not_ready = 0
         while not self._stop.is_set() and (self.max_polls is None or self.polls < self.max_polls):
             with self._slots:
                 free = self.settings.max_workers - self._in_flight
@@ -264,6 +295,11 @@ class Agent:
                 self._wake.clear()
                 continue
             self._wake.clear()
+            if not self._check_ready():
+                not_ready += 1
+                self._wake.wait(min(0.5 * 2.0 ** (not_ready - 1), READY_RETRY_MAX))
+                continue
+            not_ready = 0
             began = time.monotonic()
             try:
                 runs = self._claim(free)
@@ -287,6 +323,19 @@ class Agent:
             rest = self.settings.poll_interval - (time.monotonic() - began)
             if not runs and rest > 0:
                 self._wake.wait(rest)
+
+    def _check_ready(self) -> bool:
+        """Ask :meth:`ready`; log when the agent stops or starts being ready (once per outage)."""
+        try:
+            reason = self.ready()
+        except Exception as exc:  # a broken check must not end the loop: it counts as not ready
+            reason = f"its readiness check raised {type(exc).__name__}: {exc}"
+        if reason is not None and self._not_ready is None:
+            logger.warning("agent %r claims no runs until this changes: %s", self.name, reason)
+        elif reason is None and self._not_ready is not None:
+            logger.info("agent %r is ready again and claims runs (it was not: %s)", self.name, self._not_ready)
+        self._not_ready = reason
+        return reason is None
 
     def _claim(self, limit: int) -> list[FlowRun]:
         """One claim call (counted in ``polls``); re-registers if the server forgot the agent."""
@@ -342,6 +391,9 @@ class Agent:
                 return
             try:
                 self.deploy_flow(flow_run)
+            except DeployLater as exc:
+                logger.warning("agent %r can't deploy flow run %s now: %s", self.name, flow_run.id, exc)
+                self.put_back(flow_run, str(exc))
             except Exception as exc:
                 logger.warning("agent %r could not deploy flow run %s: %s", self.name, flow_run.id, exc)
                 reason = f"{type(exc).__name__}: {exc}"
