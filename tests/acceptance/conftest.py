@@ -33,8 +33,9 @@ class Agents:
         log = (self.home / f"agent-{len(self.processes)}.log").open("wb")
         process = subprocess.Popen(
             [sys.executable, "-m", "headwater", "agent", "local", "start", *args],
+            # A 1 s claim wait: a stopped agent ends its in-flight long-poll (and the test) sooner.
             env={**os.environ, "HEADWATER__HOME": str(self.home), "HEADWATER__API__URL": self.server.url,
-                 **(env or {})},
+                 "HEADWATER__AGENT__CLAIM_WAIT": "1", **(env or {})},
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         self.processes.append(process)
