@@ -105,6 +105,20 @@ def test_script_mode_uploads_the_file(tmp_path: Path, blobs: Any) -> None:
     check_runs(storage_from_spec(json.loads(json.dumps(storage.serialize()))).get_flow(location))
 
 
+def test_a_script_key_is_not_replaced_by_a_file_that_loses_its_flows(tmp_path: Path, blobs: Any) -> None:
+    path = tmp_path / "flows.py"
+    path.write_text(flow_script())
+    storage = GCS(BUCKET, key="scripts/both.py", stored_as_script=True, local_script_path=path)
+    storage.add_flow(extract_flow_from_file(path, flow_name="etl"))
+    path.write_text(flow_script(("etl-v2",)))
+
+    with pytest.raises(StorageError, match=r"already holds flow 'etl' .*would lose that flow .*keep flow 'etl'"):
+        storage.add_flow(extract_flow_from_file(path, flow_name="etl-v2"))
+
+    assert list(storage.flows) == ["etl"]
+    assert blobs.blob("scripts/both.py").download_as_text() == flow_script()
+
+
 def test_spec(emulator: str) -> None:
     storage = GCS(BUCKET, key="k", project="p", labels=["dev"], secrets=["GCP_CREDENTIALS"])
 
@@ -148,8 +162,17 @@ def test_missing_object_is_a_clear_error(blobs: Any) -> None:
         storage.get_flow("etl")
     with pytest.raises(StorageError, match=r"object\(s\) of flow\(s\) 'etl' .* are gone; register them again"):
         storage.build()
-    with pytest.raises(StorageError, match=r"'gs://elsewhere/x' is not in GCS storage gs://headwater-flows"):
+
+
+def test_bad_locations_are_clear_errors(emulator: str) -> None:
+    storage = GCS(BUCKET)
+
+    with pytest.raises(StorageError, match=r"gs://elsewhere/x is in bucket 'elsewhere', not in GCS storage gs://hea"):
         storage.get_flow("gs://elsewhere/x")
+    with pytest.raises(StorageError, match=rf"gs://{BUCKET}/ names no object .*gs://{BUCKET}/<key>"):
+        storage.get_flow(f"gs://{BUCKET}/")
+    with pytest.raises(StorageError, match=r"'s3://x/y' is not in GCS storage gs://headwater-flows \(known: none\)"):
+        storage.get_flow("s3://x/y")
 
 
 def test_missing_bucket_is_a_clear_error(emulator: str) -> None:

@@ -15,9 +15,7 @@ read or written. The connection string never leaves this object: it is not in
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from pydantic import SecretStr
@@ -25,7 +23,7 @@ from pydantic import SecretStr
 from headwater.core.flow import Flow
 from headwater.storage.base import Storage
 from headwater.storage.errors import StorageError
-from headwater.storage.local import slugify
+from headwater.storage.local import slugify, stamp
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient
@@ -148,8 +146,7 @@ class Azure(Storage):
         from headwater.storage.payload import flow_to_bytes
 
         data = flow_to_bytes(flow)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        blob = self.blob_name or f"{slugify(flow.name)}/{stamp}-{uuid.uuid4().hex[:8]}"
+        blob = self.blob_name or f"{slugify(flow.name)}/{stamp()}"
         self._upload(blob, data, flow.name)
         return blob
 

@@ -4,35 +4,35 @@ Pickle mode (the default) uploads each flow as a versioned payload
 (``payload.py``) to ``key``, or to ``<flow-slug>/<UTC time>-<id>.headwater``.
 Script mode (``stored_as_script=True``) uploads the ``.py`` file at
 ``local_script_path`` and runs the downloaded source to load the flow
-(``script.py``). A flow's location is its ``gs://bucket/key`` URL.
+(``script.py``). A flow's location is its ``gs://bucket/key`` URL. All of
+that is shared with S3 storage in ``objects.py``; this module holds what is
+GCS's own: the client and its calls, its timeout and its errors.
 
 ``google-cloud-storage`` (the ``gcp`` extra) is imported only when the bucket
 is first used. Credentials: with ``STORAGE_EMULATOR_HOST`` set (an emulator,
 as in the tests) the client is anonymous; otherwise Google's Application
 Default Credentials are used (``GOOGLE_APPLICATION_CREDENTIALS``, ``gcloud auth
 application-default login``, or the metadata server). No credential is ever
-kept on the storage, in its spec or in its errors. The contract is ``base.py``.
+kept on the storage, in its spec or in its errors. The contract is ``base.py``;
+``docs/storage-gcs.md`` is the user's side, and ``tests/storage/test_gcs.py``
+runs it against gcp-storage-emulator.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar
 
-from headwater.core.flow import Flow
-from headwater.storage.base import Storage
 from headwater.storage.errors import StorageError
-from headwater.storage.local import SUFFIX, slugify
+from headwater.storage.objects import ObjectStorage
 
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 #: the project an anonymous (emulator) client reports when none is given.
 EMULATOR_PROJECT = "headwater-emulator"
 
 
-class GCS(Storage):
+class GCS(ObjectStorage):
     """Keeps flows as objects in a GCS bucket, so agents anywhere with access can load them.
 
     Args:
@@ -51,6 +51,8 @@ class GCS(Storage):
     """
 
     kind: ClassVar[str] = "gcs"
+    scheme: ClassVar[str] = "gs://"
+    key_noun: ClassVar[str] = "object name"
 
     def __init__(
         self,
@@ -66,143 +68,58 @@ class GCS(Storage):
         add_default_labels: bool = True,
     ) -> None:
         super().__init__(
+            bucket,
+            key,
+            stored_as_script,
+            local_script_path,
             secrets=secrets,
             labels=labels,
             add_default_labels=add_default_labels,
-            stored_as_script=stored_as_script,
         )
-        if not isinstance(bucket, str) or not bucket or "/" in bucket:
-            raise StorageError(f"GCS storage needs a bucket name like 'my-flows' (no gs://, no '/'), not {bucket!r}")
-        if key is not None and (not isinstance(key, str) or not key.strip("/")):
-            raise StorageError(f"GCS storage key must be an object name like 'flows/etl', not {key!r}")
         if not isinstance(timeout, int | float) or timeout <= 0:
             raise StorageError(f"GCS storage timeout must be a positive number of seconds, not {timeout!r}")
-        self.bucket = bucket
-        self.key = key.lstrip("/") if key is not None else None
         self.project = project
         self.timeout = float(timeout)
-        self.local_script_path: str | None = None
-        if local_script_path is not None:
-            if not stored_as_script:
-                raise StorageError(
-                    "GCS storage's local_script_path= is the flow's .py file to upload and needs "
-                    "stored_as_script=True; pickled flows are uploaded without it"
-                )
-            self.local_script_path = os.path.abspath(os.path.expanduser(os.fspath(local_script_path)))
-        elif stored_as_script:
-            raise StorageError("GCS(stored_as_script=True) needs local_script_path= (the .py file to upload)")
-        self._client: Any = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        # A flow carries its storage when pickled; the client can't (and needn't) travel with it.
-        state = dict(self.__dict__)
-        state["_client"] = None
-        return state
-
-    # -- hooks ---------------------------------------------------------------------
-
-    def describe(self) -> str:
-        where = f"gs://{self.bucket}/{self.key}" if self.key else f"gs://{self.bucket}"
-        return f"GCS storage {where}" + (f" (script {self.local_script_path})" if self.stored_as_script else "")
 
     def spec_args(self) -> dict[str, Any]:
-        return {
-            "bucket": self.bucket,
-            "key": self.key,
-            "project": self.project,
-            "stored_as_script": self.stored_as_script,
-            "local_script_path": self.local_script_path,
-            "timeout": self.timeout,
-            **super().spec_args(),
-        }
+        return {**super().spec_args(), "project": self.project, "timeout": self.timeout}
 
-    def save_flow(self, flow: Flow) -> str:
-        stamp = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex[:8]}"
-        if self.stored_as_script:
-            assert self.local_script_path is not None
-            from headwater.storage.script import extract_flow_from_file
+    # -- the object store's hooks ------------------------------------------------------
 
-            try:
-                with open(self.local_script_path, encoding="utf-8") as f:
-                    source = f.read()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise StorageError(
-                    f"can't read flow file {self.local_script_path} to upload to {self.describe()}: {exc}; "
-                    "check local_script_path="
-                ) from exc
-            extract_flow_from_file(path=self.local_script_path, contents=source, flow_name=flow.name)
-            key = self.key or f"{slugify(flow.name)}/{stamp}.py"
-            data, content_type = source.encode("utf-8"), "text/x-python"
-        else:
-            key = self.key or f"{slugify(flow.name)}/{stamp}{SUFFIX}"
-            location = self._url(key)
-            taken = [name for name, loc in self.flows.items() if loc == location]
-            if taken:
-                raise StorageError(
-                    f"{location} already holds flow {taken[0]!r} of {self.describe()}, and a pickle-mode "
-                    f"key holds one flow; leave key= unset to give flow {flow.name!r} its own object"
-                )
-            from headwater.storage.payload import flow_to_bytes
-
-            data, content_type = flow_to_bytes(flow), "application/json"
-        location = self._url(key)
+    def _put(self, key: str, data: bytes, content_type: str) -> None:
         blob = self._bucket().blob(key)
-        try:
-            blob.upload_from_string(data, content_type=content_type, timeout=self.timeout, retry=self._retry())
-        except Exception as exc:
-            self._raise(exc, f"can't upload flow {flow.name!r} to {location}")
-        return location
+        blob.upload_from_string(data, content_type=content_type, timeout=self.timeout, retry=self._retry())
 
-    def load_flow(self, location: str, flow_name: str | None) -> Flow:
-        key = self._key_of(location)
-        blob = self._bucket().blob(key)
-        try:
-            data: bytes = blob.download_as_bytes(timeout=self.timeout, retry=self._retry())
-        except Exception as exc:
-            self._raise(exc, f"can't download flow {flow_name or location!r} from {location}", blob=True)
-        if location.endswith(".py") or (self.stored_as_script and not location.endswith(SUFFIX)):
-            from headwater.storage.script import extract_flow_from_file
+    def _get(self, key: str) -> bytes:
+        data: bytes = self._bucket().blob(key).download_as_bytes(timeout=self.timeout, retry=self._retry())
+        return data
 
-            try:
-                source = data.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise StorageError(f"{location} of {self.describe()} is not a UTF-8 .py file: {exc}") from exc
-            return extract_flow_from_file(path=location, contents=source, flow_name=flow_name)
-        from headwater.storage.payload import flow_from_bytes
+    def _exists(self, key: str) -> bool:
+        # The client answers False for a missing object and raises NotFound for a missing bucket.
+        return bool(self._bucket().blob(key).exists(timeout=self.timeout, retry=self._retry()))
 
-        return flow_from_bytes(data, source=location)
+    def _explain(self, exc: Exception) -> str:
+        from google.api_core import exceptions as api
+        from google.auth.exceptions import GoogleAuthError
 
-    def locate(self, key: str) -> str | None:
-        """A ``gs://<this bucket>/...`` URL is its own location."""
-        return key if key.startswith(f"gs://{self.bucket}/") and len(key) > len(self.bucket) + 6 else None
-
-    def build(self) -> Storage:
-        """Check that every flow's object is still in the bucket."""
-        gone = []
-        for name, location in self.flows.items():
-            blob = self._bucket().blob(self._key_of(location))
-            try:
-                exists = blob.exists(timeout=self.timeout, retry=self._retry())
-            except Exception as exc:
-                self._raise(exc, f"can't check flow {name!r} at {location}")
-            if not exists:
-                gone.append(f"{name!r} ({location})")
-        if gone:
-            raise StorageError(
-                f"{self.describe()}: the object(s) of flow(s) {', '.join(gone)} are gone; register them again"
+        if isinstance(exc, api.NotFound):
+            if self._bucket_exists():
+                return "there is no such object; was it deleted or never uploaded? register the flow again"
+            return (
+                f"bucket {self.bucket!r} does not exist at {self._endpoint()}; create it "
+                f"(`gcloud storage buckets create gs://{self.bucket}`) or check the name"
             )
-        return self
+        if isinstance(exc, api.Unauthorized | api.Forbidden | GoogleAuthError):
+            return (
+                f"access denied ({type(exc).__name__}); check that the credentials "
+                f"(GOOGLE_APPLICATION_CREDENTIALS or gcloud's) may read and write objects in gs://{self.bucket}"
+            )
+        if isinstance(exc, api.RetryError | api.DeadlineExceeded | ConnectionError | TimeoutError) or _is_network(exc):
+            emulator = f", or that the emulator at {EMULATOR_ENV} is running" if os.environ.get(EMULATOR_ENV) else ""
+            return f"can't reach GCS at {self._endpoint()} within {self.timeout:g}s; check the network{emulator}"
+        return f"{type(exc).__name__}: {exc}"
 
     # -- the client ----------------------------------------------------------------
-
-    def _url(self, key: str) -> str:
-        return f"gs://{self.bucket}/{key}"
-
-    def _key_of(self, location: str) -> str:
-        prefix = f"gs://{self.bucket}/"
-        if not location.startswith(prefix):
-            raise StorageError(f"{location} is not in {self.describe()}; its locations start with {prefix}")
-        return location[len(prefix) :]
 
     def _endpoint(self) -> str:
         return os.environ.get(EMULATOR_ENV) or "https://storage.googleapis.com"
@@ -234,35 +151,6 @@ class GCS(Storage):
                     "`gcloud auth application-default login`, or set STORAGE_EMULATOR_HOST for an emulator"
                 ) from exc
         return self._client.bucket(self.bucket)
-
-    def _raise(self, exc: Exception, doing: str, blob: bool = False) -> NoReturn:
-        """Turn a client failure into a StorageError naming the backend, the URL and the fix."""
-        from google.api_core import exceptions as api
-        from google.auth.exceptions import GoogleAuthError
-
-        what = f"{doing} ({self.describe()})"
-        if isinstance(exc, StorageError):
-            raise exc
-        if isinstance(exc, api.NotFound):
-            if blob and self._bucket_exists():
-                raise StorageError(
-                    f"{what}: there is no such object; was it deleted or never uploaded? register the flow again"
-                ) from exc
-            raise StorageError(
-                f"{what}: bucket {self.bucket!r} does not exist at {self._endpoint()}; create it "
-                f"(`gcloud storage buckets create gs://{self.bucket}`) or check the name"
-            ) from exc
-        if isinstance(exc, api.Unauthorized | api.Forbidden | GoogleAuthError):
-            raise StorageError(
-                f"{what}: access denied ({type(exc).__name__}); check that the credentials "
-                f"(GOOGLE_APPLICATION_CREDENTIALS or gcloud's) may read and write objects in gs://{self.bucket}"
-            ) from exc
-        if isinstance(exc, api.RetryError | api.DeadlineExceeded | ConnectionError | TimeoutError) or _is_network(exc):
-            raise StorageError(
-                f"{what}: can't reach GCS at {self._endpoint()} within {self.timeout:g}s; check the network"
-                + (f", or that the emulator at {EMULATOR_ENV} is running" if os.environ.get(EMULATOR_ENV) else "")
-            ) from exc
-        raise StorageError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
     def _bucket_exists(self) -> bool:
         try:

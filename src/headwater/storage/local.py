@@ -5,6 +5,9 @@ Pickle mode (the default) writes each flow as a versioned payload
 atomically: a temporary file in the same folder, then ``os.replace``. Script
 mode (``stored_as_script=True``) keeps only the path of the user's ``.py`` file
 and runs it to load the flow (``script.py``). The contract is ``base.py``.
+:func:`slugify` and :func:`stamp` also name the objects S3 and GCS storage
+(``objects.py``) and Azure storage (``azure.py``) write; Docker storage uses
+:func:`slugify`.
 """
 
 from __future__ import annotations
@@ -30,6 +33,15 @@ SUFFIX = ".headwater"
 def slugify(name: str) -> str:
     """A file-name-safe form of a flow name: ``"My ETL/v2"`` → ``"my-etl-v2"``."""
     return re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-.") or "flow"
+
+
+def stamp() -> str:
+    """A new flow file's or object's name, ``<UTC time>-<8 hex>`` (``20240131T120000123456Z-1a2b3c4d``).
+
+    Names sort by when they were written, and the random part keeps two writers apart.
+    Local, S3, GCS and Azure storage all name what they write this way.
+    """
+    return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex[:8]}"
 
 
 class Local(Storage):
@@ -126,8 +138,7 @@ class Local(Storage):
 
         data = flow_to_bytes(flow)
         folder = Path(self.directory) / slugify(flow.name)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        target = folder / f"{stamp}-{uuid.uuid4().hex[:8]}{SUFFIX}"
+        target = folder / f"{stamp()}{SUFFIX}"
         try:
             folder.mkdir(parents=True, exist_ok=True)
             _write_atomically(target, data)
