@@ -244,3 +244,22 @@ class Registry:
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None
+
+
+def run_container(client: Any, image: str, command: list[str], timeout: float = 120, **kwargs: Any) -> str:
+    """Run ``command`` in a container of ``image`` on the host network and return its output.
+
+    Waits for the exit, then reads the logs, then removes the container — unlike
+    ``containers.run(remove=True)``, whose output is sometimes empty when the container
+    is gone before its logs are read. A non-zero exit raises with the output.
+    """
+    container = client.containers.create(image, command, network_mode="host", **kwargs)
+    try:
+        container.start()
+        status = container.wait(timeout=timeout)
+        output = container.logs(stdout=True, stderr=True).decode(errors="replace")
+    finally:
+        container.remove(force=True)
+    if status.get("StatusCode") != 0:
+        raise AssertionError(f"{command} in {image} exited with {status}: {output}")
+    return str(output)

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from dockerd import run_container
+
 
 def test_the_base_image_runs_python_with_pip_on_the_host_network(docker_daemon: Any, docker_base_image: str) -> None:
     client = docker_daemon.client()
-    out = client.containers.run(
-        docker_base_image,
-        ["python", "-c", "import sys, pip, ssl; print(sys.version_info[:2], ssl.OPENSSL_VERSION)"],
-        network_mode="host",
-        remove=True,
-    )
-    assert out.decode().startswith("(3, 11)")
+    code = "import sys, pip, ssl; print(sys.version_info[:2], ssl.OPENSSL_VERSION)"
+    out = run_container(client, docker_base_image, ["python", "-c", code])
+    assert out.startswith("(3, 11)")
 
 
 def test_an_image_pushed_to_the_registry_is_listed_there(

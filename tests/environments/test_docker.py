@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from dockerd import HOST_CA_BUNDLE, free_port
+from dockerd import HOST_CA_BUNDLE, free_port, run_container
 from headwater import Flow
 from headwater.containers.build import ImageError
 from headwater.environments import environment_from_spec
@@ -96,8 +96,8 @@ def test_build_returns_a_new_environment_naming_the_image_with_every_argument_ke
         assert getattr(built, name) == getattr(env, name), name
     assert built.executor is executor
     assert built.image_tag in docker_registry.tags("flows/env-etl")
-    out = client.containers.run(built.image, ["sh", "-c", "cat /opt/data.txt; echo $MODE"], remove=True)
-    assert out.decode().split() == ["data", "test"]
+    out = run_container(client, built.image, ["sh", "-c", "cat /opt/data.txt; echo $MODE"])
+    assert out.split() == ["data", "test"]
 
 
 def test_build_image_without_push_keeps_the_image_here_and_names_it(env_args: dict[str, Any], client: Any) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from dockerd import HOST_CA_BUNDLE, free_port
+from dockerd import HOST_CA_BUNDLE, free_port, run_container
 from headwater import Flow, task
 from headwater.environments import LocalEnvironment
 from headwater.executors import DaskExecutor
@@ -58,7 +58,7 @@ def script_flow(name: str = "etl", source: str | None = None) -> Flow:
 
 
 def run_in_image(client: Any, image: str, *command: str) -> str:
-    return str(client.containers.run(image, list(command), network_mode="host", remove=True).decode())
+    return run_container(client, image, list(command))
 
 
 class TestDockerPickle(StorageContract):
