@@ -4,9 +4,10 @@ A backend implements two hooks, :meth:`Storage.save_flow` and
 :meth:`Storage.load_flow`; the public ``add_flow``/``get_flow``, the ``flows``
 mapping, labels and ``serialize`` are machinery here, so every backend checks
 names and reports errors the same way. Secret values (``credential_secrets``)
-come from ``secrets.py``. Backends live one per module
-(``memory.py``, ``local.py``, ``module.py``) and are found by kind through
-``registry.py``, which also rebuilds a storage from its spec. Pickled flows are
+come from ``secrets.py``. Backends live one per module (``memory.py``,
+``local.py``, ``module.py``, ``s3.py`` and ``gcs.py`` on the bucket-and-key base
+``objects.py``, ``azure.py``, ``git.py``, ``github.py``, ``docker.py``) and are
+found by kind through ``registry.py``, which also rebuilds a storage from its spec. Pickled flows are
 ``payload.py``'s business; flows kept as ``.py`` files are ``script.py``'s.
 """
 
