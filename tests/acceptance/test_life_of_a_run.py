@@ -172,13 +172,19 @@ def test_two_agents_run_each_of_200_runs_exactly_once(live: tuple[ServerProcess,
     _, client, agents = live
     out = tmp_path / "executions.txt"
     flow_id = register_script(client, write_flow(tmp_path, "once", ONCE.format(path=str(out))))
-    agents.start("-l", "pool", "--name", "pool-a")
-    agents.start("-l", "pool", "--name", "pool-b")
+    # --show-flow-logs: a flow-run process that dies leaves its output in the agent's log
+    agents.start("-l", "pool", "--name", "pool-a", "--show-flow-logs")
+    agents.start("-l", "pool", "--name", "pool-b", "--show-flow-logs")
     ids = [client.create_flow_run(flow_id, parameters={"n": i}) for i in range(200)]
     wait_for(lambda: all(client.get_flow_run(i).state in ("Success", "Failed") for i in ids[-20:]),
              timeout=600, what="the last runs")
     runs = [finished(client, i, timeout=300) for i in ids]
-    assert all(r.state == "Success" for r in runs), [r.state_message for r in runs if r.state != "Success"][:3]
+    failed = [r for r in runs if r.state != "Success"]
+    assert not failed, (
+        [r.state_message for r in failed[:3]],
+        [m.message for m in client.get_flow_run_logs(failed[0].id)] if failed else None,
+        "\n".join(line for line in agents.logs().splitlines() if "Error" in line or "Traceback" in line)[-8000:],
+    )
     executions = out.read_text().split()
     assert sorted(executions, key=int) == [str(i) for i in range(200)]  # each exactly once
     assert len({r.agent_id for r in runs}) == 2  # both agents took work
