@@ -172,9 +172,12 @@ def test_two_agents_run_each_of_200_runs_exactly_once(live: tuple[ServerProcess,
     _, client, agents = live
     out = tmp_path / "executions.txt"
     flow_id = register_script(client, write_flow(tmp_path, "once", ONCE.format(path=str(out))))
-    # --show-flow-logs: a flow-run process that dies leaves its output in the agent's log
-    agents.start("-l", "pool", "--name", "pool-a", "--show-flow-logs")
-    agents.start("-l", "pool", "--name", "pool-b", "--show-flow-logs")
+    # --show-flow-logs: a flow-run process that dies leaves its output in the agent's log.
+    # Four flow-run processes per agent: with the default ten, twenty Python processes start at
+    # once on this 2-core machine and starve the server past the client's 30 s read timeout.
+    pool = {"HEADWATER__AGENT__MAX_WORKERS": "4"}
+    agents.start("-l", "pool", "--name", "pool-a", "--show-flow-logs", env=pool)
+    agents.start("-l", "pool", "--name", "pool-b", "--show-flow-logs", env=pool)
     ids = [client.create_flow_run(flow_id, parameters={"n": i}) for i in range(200)]
     wait_for(lambda: all(client.get_flow_run(i).state in ("Success", "Failed") for i in ids[-20:]),
              timeout=600, what="the last runs")
