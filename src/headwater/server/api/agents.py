@@ -5,8 +5,9 @@ from fastapi import APIRouter, Request
 from headwater.schemas.agents import Agent, AgentRegister
 from headwater.server.deps import AGENT, db
 from headwater.server.models import agents
+from headwater.server.routing import CheckedRoute
 
-router = APIRouter(prefix="/agents", tags=["agents"])
+router = APIRouter(prefix="/agents", tags=["agents"], route_class=CheckedRoute)
 
 
 @router.post("", response_model=Agent, dependencies=[AGENT])

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Query, Request, Response
 from headwater.schemas.flow_runs import Explain, FlowRun, FlowRunCreate, FlowRunPage, SetState
 from headwater.server.deps import AGENT, USER, db
 from headwater.server.models import flow_runs
+from headwater.server.routing import CheckedRoute
 
-router = APIRouter(prefix="/runs", tags=["flow runs"])
+router = APIRouter(prefix="/runs", tags=["flow runs"], route_class=CheckedRoute)
 
 
 @router.post("", response_model=FlowRun, status_code=201, dependencies=[USER])

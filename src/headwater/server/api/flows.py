@@ -5,8 +5,9 @@ from fastapi import APIRouter, Request, Response
 from headwater.schemas.flows import Flow, FlowCreate, FlowDetail, FlowRegistered
 from headwater.server.deps import AGENT, USER, db
 from headwater.server.models import flows
+from headwater.server.routing import CheckedRoute
 
-router = APIRouter(prefix="/flows", tags=["flows"])
+router = APIRouter(prefix="/flows", tags=["flows"], route_class=CheckedRoute)
 
 
 @router.post("", response_model=FlowRegistered, status_code=201, dependencies=[USER])

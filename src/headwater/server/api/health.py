@@ -4,8 +4,9 @@ from fastapi import APIRouter, Request
 
 from headwater import __version__
 from headwater.schemas.common import Health
+from headwater.server.routing import CheckedRoute
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=CheckedRoute)
 
 
 @router.get("/health", response_model=Health)

@@ -7,8 +7,9 @@ from fastapi import APIRouter, Query, Request
 from headwater.schemas.logs import LogBatch, LogPage
 from headwater.server.deps import AGENT, db
 from headwater.server.models import logs
+from headwater.server.routing import CheckedRoute
 
-router = APIRouter(prefix="/runs/{flow_run_id}/logs", tags=["logs"])
+router = APIRouter(prefix="/runs/{flow_run_id}/logs", tags=["logs"], route_class=CheckedRoute)
 
 
 @router.post("", status_code=201, dependencies=[AGENT])

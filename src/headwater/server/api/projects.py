@@ -5,8 +5,9 @@ from fastapi import APIRouter, Request, Response
 from headwater.schemas.projects import Project, ProjectCreate
 from headwater.server.deps import AGENT, USER, db
 from headwater.server.models import projects
+from headwater.server.routing import CheckedRoute
 
-router = APIRouter(prefix="/projects", tags=["projects"])
+router = APIRouter(prefix="/projects", tags=["projects"], route_class=CheckedRoute)
 
 
 @router.post("", response_model=Project, status_code=201, dependencies=[USER])

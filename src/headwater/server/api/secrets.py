@@ -14,15 +14,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 
 from headwater.schemas.secrets import SecretInfo, SecretName, SecretValue, SecretWrite
 from headwater.server.deps import AGENT, USER, db
 from headwater.server.models import secrets
+from headwater.server.routing import CheckedRoute
 
 
-class QuietValidationRoute(APIRoute):
-    """A route whose 422 bodies name the field and the problem, never the value that was sent."""
+class QuietValidationRoute(CheckedRoute):
+    """A route (query names checked) whose 422 bodies name the field and the problem, never the value that was sent."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()

@@ -5,8 +5,9 @@ from fastapi import APIRouter, Request
 from headwater.schemas.task_runs import TaskRun, TaskRunBatch
 from headwater.server.deps import AGENT, db
 from headwater.server.models import task_runs
+from headwater.server.routing import CheckedRoute
 
-router = APIRouter(prefix="/runs/{flow_run_id}/task_runs", tags=["task runs"])
+router = APIRouter(prefix="/runs/{flow_run_id}/task_runs", tags=["task runs"], route_class=CheckedRoute)
 
 
 @router.post("", response_model=list[TaskRun], dependencies=[AGENT])

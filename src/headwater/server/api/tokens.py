@@ -5,8 +5,9 @@ from fastapi import APIRouter, Request
 from headwater.schemas.tokens import TokenCreate, TokenCreated
 from headwater.server.deps import ADMIN, db
 from headwater.server.models import tokens
+from headwater.server.routing import CheckedRoute
 
-router = APIRouter(prefix="/tokens", tags=["tokens"])
+router = APIRouter(prefix="/tokens", tags=["tokens"], route_class=CheckedRoute)
 
 
 @router.post("", response_model=TokenCreated, status_code=201, dependencies=[ADMIN])

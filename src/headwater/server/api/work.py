@@ -13,8 +13,9 @@ from headwater.schemas.flow_runs import FlowRun
 from headwater.server.deps import AGENT, db
 from headwater.server.models import work
 from headwater.server.models.common import utcnow
+from headwater.server.routing import CheckedRoute
 
-router = APIRouter(prefix="/work", tags=["work"])
+router = APIRouter(prefix="/work", tags=["work"], route_class=CheckedRoute)
 
 #: Longest sleep between checks while long-polling: covers runs made by another server process.
 RECHECK_SECONDS = 1.0
