@@ -11,6 +11,7 @@ flow-run processes (or containers) that report through the client.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -78,6 +79,42 @@ class AgentContract:
             run = client.wait_for_flow_run(run_id, timeout=30)
         assert run.state == "Failed"
         assert "exited with code 3" in (run.state_message or ""), run.state_message
+
+    # -- cancellation ------------------------------------------------------------------
+
+    def test_a_run_still_running_cancel_grace_after_its_cancel_is_stopped_and_ends_cancelled(
+        self, server: ServerProcess, client: Client, flow_id: str
+    ) -> None:
+        label = unique("label")
+        run_id = client.create_flow_run(flow_id, labels=[label])
+        settings = FAST.model_copy(update={"cancel_grace": 1.0})
+        agent = self.agent(server, labels=[label], env_vars={"STANDIN_SLEEP": "120"}, settings=settings)
+        with running(agent):
+            wait_for(lambda: client.get_flow_run(run_id).state == "Running", 30, "the run starting")
+            wait_for(lambda: agent.deployed_flow_run_ids() == {run_id}, 10, "the agent seeing its process")
+            client.cancel_flow_run(run_id)
+            run = client.wait_for_flow_run(run_id, timeout=30)
+            wait_for(lambda: agent.deployed_flow_run_ids() == set(), 10, "the process going")
+        assert run.state == "Cancelled", (run.state, run.state_message)
+        message = run.state_message or ""
+        assert f"stopped by agent {agent.name!r} 1s after the run was cancelled" in message, message
+
+    def test_a_cancelled_run_gets_cancel_grace_to_end_by_itself(
+        self, server: ServerProcess, client: Client, flow_id: str
+    ) -> None:
+        label = unique("label")
+        run_id = client.create_flow_run(flow_id, labels=[label])
+        settings = FAST.model_copy(update={"cancel_grace": 60.0})
+        agent = self.agent(server, labels=[label], env_vars={"STANDIN_SLEEP": "8"}, settings=settings)
+        with running(agent):
+            wait_for(lambda: client.get_flow_run(run_id).state == "Running", 30, "the run starting")
+            client.cancel_flow_run(run_id)
+            time.sleep(4.5)  # two of the agent's looks for cancelled runs
+            assert client.get_flow_run(run_id).state == "Cancelling"
+            assert agent.deployed_flow_run_ids() == {run_id}
+            run = client.wait_for_flow_run(run_id, timeout=30)
+        # the stand-in was left to end by itself: it reports Success (a cancel that came too late)
+        assert run.state == "Success", (run.state, run.state_message)
 
     def test_max_polls_ends_the_loop_after_that_many_claims(self, server: ServerProcess) -> None:
         agent = self.agent(

@@ -2,7 +2,9 @@
 
 A subclass implements one hook, :meth:`Agent.deploy_flow` (start the flow-run
 process on its infrastructure); optional hooks let it watch and clean up what it
-started (:meth:`Agent.check_deployments`, :meth:`Agent.on_shutdown`) and say when
+started (:meth:`Agent.check_deployments`, :meth:`Agent.on_shutdown`), stop the
+process of a cancelled run that outlives ``agent.cancel_grace``
+(:meth:`Agent.deployed_flow_run_ids`, :meth:`Agent.stop_flow_run`) and say when
 its infrastructure can't take runs (:meth:`Agent.ready`; a deploy that finds it gone
 raises :class:`DeployLater` and the run is put back). The
 machinery — registration, the long-poll claim loop, deploys in a bounded thread
@@ -42,6 +44,8 @@ logger = logging.getLogger("headwater.agent")
 
 #: Seconds between two calls of ``check_deployments`` (and checks whether a heartbeat is due).
 MONITOR_INTERVAL = 0.5
+#: Seconds between two looks for Cancelling runs among the ones this agent has running.
+CANCEL_CHECK_INTERVAL = 2.0
 #: Longest wait, in seconds, between two calls of ``ready()`` while the agent is not ready.
 READY_RETRY_MAX = 10.0
 
@@ -122,6 +126,8 @@ class Agent:
         self._in_flight = 0
         self._last_contact = 0.0  # time.monotonic() of the last claim or heartbeat
         self._not_ready: str | None = None  # why the agent claims nothing now (ready()'s last reason)
+        self._cancelling: dict[str, float] = {}  # run id → time.monotonic() the agent first saw it Cancelling
+        self._last_cancel_check = 0.0
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}: {self.name} labels={sorted(self.labels)}>"
@@ -150,6 +156,20 @@ class Agent:
 
     def check_deployments(self) -> None:
         """Look at what this agent started (e.g. reap processes); called about twice a second. Optional."""
+
+    def deployed_flow_run_ids(self) -> set[str]:
+        """Hook: the runs whose flow-run processes this agent has running now; default none.
+
+        The agent looks for Cancelling runs among them and, once one has been
+        Cancelling for ``agent.cancel_grace`` seconds, calls :meth:`stop_flow_run`.
+        """
+        return set()
+
+    def stop_flow_run(self, flow_run_id: str, reason: str) -> None:
+        """Hook: stop the process of a run that stays Cancelling, and settle the run (Cancelled, with ``reason``).
+
+        Only called for runs :meth:`deployed_flow_run_ids` named; default nothing.
+        """
 
     def on_shutdown(self, timeout: float) -> None:
         """The loop has ended and every deploy returned: wait up to ``timeout`` s for, or clean up, what runs.
@@ -381,7 +401,39 @@ class Agent:
                 self.check_deployments()
             except Exception:
                 logger.exception("agent %r: checking its deployments failed", self.name)
+            try:
+                self._stop_cancelled_if_due()
+            except Exception:
+                logger.exception("agent %r: stopping cancelled runs failed", self.name)
             self._heartbeat_if_due()
+
+    def _stop_cancelled_if_due(self) -> None:
+        """Stop the processes of this agent's runs that have been Cancelling for ``cancel_grace`` seconds."""
+        now = time.monotonic()
+        if now - self._last_cancel_check < CANCEL_CHECK_INTERVAL:
+            return
+        self._last_cancel_check = now
+        deployed = self.deployed_flow_run_ids()
+        if not deployed:
+            self._cancelling.clear()
+            return
+        try:
+            runs = self.client.list_flow_runs(state="Cancelling", limit=1000)
+        except ApiError as exc:
+            logger.warning("agent %r can't look for cancelled runs: %s", self.name, exc)
+            return
+        mine = [r.id for r in runs if r.agent_id == self.agent_id and r.id in deployed]
+        self._cancelling = {run_id: self._cancelling.get(run_id, now) for run_id in mine}
+        grace = self.settings.cancel_grace
+        for run_id, since in list(self._cancelling.items()):
+            if now - since >= grace:
+                logger.warning("agent %r stops flow run %s: still running %gs after it was cancelled",
+                               self.name, run_id, grace)  # fmt: skip
+                reason = (
+                    f"{grace:g}s after the run was cancelled (agent.cancel_grace; a task was still running)"
+                )
+                self.stop_flow_run(run_id, reason)
+                self._cancelling.pop(run_id, None)
 
     def _deploy(self, flow_run: FlowRun) -> None:
         """Deploy one claimed run in a worker thread: put it back if stopping, fail it if deploy raises."""

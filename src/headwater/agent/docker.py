@@ -189,6 +189,7 @@ class DockerAgent(Agent):
         self._starting: set[str] = set()  # runs between "container created" and "started"
         self._streams: dict[str, threading.Thread] = {}  # show_flow_logs, by container id
         self._live = 0
+        self._live_runs: dict[str, str] = {}  # run id → id of its running container (check_deployments)
 
     def health(self) -> dict[str, Any]:
         """The base health, plus ``containers``: how many of its containers are running or starting."""
@@ -365,17 +366,29 @@ class DockerAgent(Agent):
             found = self._containers()
             if found is None:
                 return
-            live = 0
+            live: dict[str, str] = {}
             for entry in found:
                 run_id = (entry.get("Labels") or {}).get(LABEL_FLOW_RUN_ID, "")
                 if entry.get("State") in ("exited", "dead", "created"):
                     self._settle(entry["Id"], run_id)
                 elif entry.get("State") != "removing":
-                    live += 1
-            self._live = live
+                    live[run_id] = entry["Id"]
+            self._live = len(live)
+            self._live_runs = live
 
-    def _settle(self, container_id: str, run_id: str, stop: bool = False) -> bool:
-        """Report the run of a container that ended (``stop``: stop it first) and remove it; True once removed."""
+    def deployed_flow_run_ids(self) -> set[str]:
+        return set(self._live_runs) - {""}
+
+    def stop_flow_run(self, flow_run_id: str, reason: str) -> None:
+        """Stop the run's container (``docker stop``: SIGTERM, SIGKILL after a grace), settle the run, remove it."""
+        container_id = self._live_runs.get(flow_run_id)
+        if container_id is None:
+            return
+        with self._reap_lock:
+            self._settle(container_id, flow_run_id, stop=True, why=reason)
+
+    def _settle(self, container_id: str, run_id: str, stop: bool = False, why: str = "as it shut down") -> bool:
+        """Report the run of an ended container (``stop``: stop it first, ``why``) and remove it; True if removed."""
         from docker.errors import NotFound
 
         client = self.docker()
@@ -400,7 +413,7 @@ class DockerAgent(Agent):
             return False
         code = int(state.get("ExitCode") or 0)
         if stopped:
-            how = f"was stopped by agent {self.name!r} as it shut down ({describe_exit(code)})"
+            how = f"was stopped by agent {self.name!r} {why} ({describe_exit(code)})"
         elif status == "created":
             how = "was created but never started"
         else:

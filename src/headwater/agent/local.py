@@ -51,6 +51,17 @@ def _signal_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> N
         os.killpg(process.pid, signum)
 
 
+def _terminate(process: subprocess.Popen[bytes], signalled: bool = False) -> None:
+    """SIGTERM the process's group (unless ``signalled`` already), SIGKILL it after ``TERMINATE_GRACE``; reap it."""
+    if not signalled:
+        _signal_group(process, signal.SIGTERM)
+    try:
+        process.wait(TERMINATE_GRACE)
+    except subprocess.TimeoutExpired:
+        _signal_group(process, signal.SIGKILL)
+        process.wait()
+
+
 class LocalAgent(Agent):
     """Deploys flow runs as local processes (``python -m headwater execute flow-run``).
 
@@ -132,6 +143,23 @@ class LocalAgent(Agent):
                     with self._processes_lock:
                         self._processes.pop(run_id, None)
 
+    def deployed_flow_run_ids(self) -> set[str]:
+        with self._processes_lock:
+            return {run_id for run_id, process in self._processes.items() if process.poll() is None}
+
+    def stop_flow_run(self, flow_run_id: str, reason: str) -> None:
+        """Terminate the run's process group (SIGTERM, then SIGKILL) and settle the run."""
+        with self._reap_lock:
+            with self._processes_lock:
+                process = self._processes.get(flow_run_id)
+            if process is None or process.poll() is not None:
+                return  # it ended meanwhile: check_deployments settles it
+            _terminate(process)
+            how = f"was stopped by agent {self.name!r} {reason}; it ended with {describe_exit(process.returncode)}"
+            if self._report_exit(flow_run_id, process.returncode, how):
+                with self._processes_lock:
+                    self._processes.pop(flow_run_id, None)
+
     def _report_exit(self, flow_run_id: str, code: int, how: str, stopping: bool = False) -> bool:
         """Settle the run of an ended process; False if the server could not be asked (try again later)."""
         try:
@@ -169,11 +197,7 @@ class LocalAgent(Agent):
         for process in left.values():
             _signal_group(process, signal.SIGTERM)
         for run_id, process in left.items():
-            try:
-                process.wait(TERMINATE_GRACE)
-            except subprocess.TimeoutExpired:
-                _signal_group(process, signal.SIGKILL)
-                process.wait()
+            _terminate(process, signalled=True)
             logger.warning("agent %r stopped the process of flow run %s", self.name, run_id)
             how = f"was stopped by agent {self.name!r} as it shut down ({describe_exit(process.returncode)})"
             self._report_exit(run_id, process.returncode, how, stopping=True)

@@ -150,6 +150,12 @@ class AgentSettings(BaseModel):
     stop_timeout: float = Field(
         30.0, ge=0, description="Seconds a stopping agent waits for what it started before terminating it."
     )
+    cancel_grace: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds an agent lets the process of a Cancelling run end by itself (its running tasks "
+        "finish, on_exit runs) before it stops the process and ends the run Cancelled.",
+    )
 
 
 class DockerSettings(BaseModel):
