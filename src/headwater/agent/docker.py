@@ -366,18 +366,21 @@ class DockerAgent(Agent):
             found = self._containers()
             if found is None:
                 return
-            live: dict[str, str] = {}
+            live = 0
+            live_runs: dict[str, str] = {}
             for entry in found:
                 run_id = (entry.get("Labels") or {}).get(LABEL_FLOW_RUN_ID, "")
                 if entry.get("State") in ("exited", "dead", "created"):
                     self._settle(entry["Id"], run_id)
                 elif entry.get("State") != "removing":
-                    live[run_id] = entry["Id"]
-            self._live = len(live)
-            self._live_runs = live
+                    live += 1
+                    if run_id:
+                        live_runs[run_id] = entry["Id"]
+            self._live = live
+            self._live_runs = live_runs
 
     def deployed_flow_run_ids(self) -> set[str]:
-        return set(self._live_runs) - {""}
+        return set(self._live_runs)
 
     def stop_flow_run(self, flow_run_id: str, reason: str) -> None:
         """Stop the run's container (``docker stop``: SIGTERM, SIGKILL after a grace), settle the run, remove it."""
