@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -82,17 +84,25 @@ class AgentContract:
 
     # -- cancellation ------------------------------------------------------------------
 
-    def test_a_run_still_running_cancel_grace_after_its_cancel_is_stopped_and_ends_cancelled(
-        self, server: ServerProcess, client: Client, flow_id: str
-    ) -> None:
+    @contextmanager
+    def cancelled_while_running(
+        self, server: ServerProcess, client: Client, flow_id: str, cancel_grace: float, sleep: float
+    ) -> Iterator[tuple[Agent, str]]:
+        """A running agent whose stand-in (staying Running ``sleep`` s) was just cancelled: ``(agent, run id)``."""
         label = unique("label")
         run_id = client.create_flow_run(flow_id, labels=[label])
-        settings = FAST.model_copy(update={"cancel_grace": 1.0})
-        agent = self.agent(server, labels=[label], env_vars={"STANDIN_SLEEP": "120"}, settings=settings)
+        settings = FAST.model_copy(update={"cancel_grace": cancel_grace})
+        agent = self.agent(server, labels=[label], env_vars={"STANDIN_SLEEP": str(sleep)}, settings=settings)
         with running(agent):
             wait_for(lambda: client.get_flow_run(run_id).state == "Running", 30, "the run starting")
             wait_for(lambda: agent.deployed_flow_run_ids() == {run_id}, 10, "the agent seeing its process")
             client.cancel_flow_run(run_id)
+            yield agent, run_id
+
+    def test_a_run_still_running_cancel_grace_after_its_cancel_is_stopped_and_ends_cancelled(
+        self, server: ServerProcess, client: Client, flow_id: str
+    ) -> None:
+        with self.cancelled_while_running(server, client, flow_id, cancel_grace=1.0, sleep=120) as (agent, run_id):
             run = client.wait_for_flow_run(run_id, timeout=30)
             wait_for(lambda: agent.deployed_flow_run_ids() == set(), 10, "the process going")
         assert run.state == "Cancelled", (run.state, run.state_message)
@@ -102,13 +112,7 @@ class AgentContract:
     def test_a_cancelled_run_gets_cancel_grace_to_end_by_itself(
         self, server: ServerProcess, client: Client, flow_id: str
     ) -> None:
-        label = unique("label")
-        run_id = client.create_flow_run(flow_id, labels=[label])
-        settings = FAST.model_copy(update={"cancel_grace": 60.0})
-        agent = self.agent(server, labels=[label], env_vars={"STANDIN_SLEEP": "8"}, settings=settings)
-        with running(agent):
-            wait_for(lambda: client.get_flow_run(run_id).state == "Running", 30, "the run starting")
-            client.cancel_flow_run(run_id)
+        with self.cancelled_while_running(server, client, flow_id, cancel_grace=60.0, sleep=8) as (agent, run_id):
             time.sleep(4.5)  # two of the agent's looks for cancelled runs
             assert client.get_flow_run(run_id).state == "Cancelling"
             assert agent.deployed_flow_run_ids() == {run_id}

@@ -155,10 +155,13 @@ class LocalAgent(Agent):
             if process is None or process.poll() is not None:
                 return  # it ended meanwhile: check_deployments settles it
             _terminate(process)
-            how = f"was stopped by agent {self.name!r} {reason}; it ended with {describe_exit(process.returncode)}"
-            if self._report_exit(flow_run_id, process.returncode, how):
+            if self._report_exit(flow_run_id, process.returncode, self._stopped(reason, process.returncode)):
                 with self._processes_lock:
                     self._processes.pop(flow_run_id, None)
+
+    def _stopped(self, why: str, code: int) -> str:
+        """``was stopped by agent 'NAME' WHY (code -15 (killed by SIGTERM))``: a process this agent stopped."""
+        return f"was stopped by agent {self.name!r} {why} ({describe_exit(code)})"
 
     def _report_exit(self, flow_run_id: str, code: int, how: str, stopping: bool = False) -> bool:
         """Settle the run of an ended process; False if the server could not be asked (try again later)."""
@@ -199,5 +202,5 @@ class LocalAgent(Agent):
         for run_id, process in left.items():
             _terminate(process, signalled=True)
             logger.warning("agent %r stopped the process of flow run %s", self.name, run_id)
-            how = f"was stopped by agent {self.name!r} as it shut down ({describe_exit(process.returncode)})"
+            how = self._stopped("as it shut down", process.returncode)
             self._report_exit(run_id, process.returncode, how, stopping=True)
