@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-FINISHED = {"Success", "Failed", "Cancelled"}
+from headwater.core.run_states import FINISHED, FlowRunState
 
 
 def _agent(home: Path, api_url: str) -> subprocess.Popen[bytes]:
@@ -97,7 +97,7 @@ def run_quickstart(keep: bool = False, timeout: float = 180.0) -> int:
                 if "on_start" in record.message or "on_exit" in record.message:
                     print(f"  log: {record.message}")
         print(_by_hand(server.url))
-        return 0 if run.state == "Success" else 1
+        return 0 if run.state == FlowRunState.SUCCESS else 1
     finally:
         _stop(agent)
         server.stop()

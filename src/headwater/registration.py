@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from headwater.core import building
 from headwater.core.flow import Flow
+from headwater.core.labels import check_labels as _check_labels
 
 if TYPE_CHECKING:
     from headwater.client import Client
@@ -39,16 +40,8 @@ class RegistrationError(ValueError):
 
 
 def check_labels(labels: Iterable[str] | None) -> list[str]:
-    """``labels`` as a list, if they are non-empty strings (the server's rule); else RegistrationError."""
-    if labels is None:
-        return []
-    if isinstance(labels, str) or not isinstance(labels, Iterable):
-        raise RegistrationError(f"labels must be a list of strings like ['dev'], not {labels!r}")
-    values = list(labels)
-    bad = [label for label in values if not isinstance(label, str) or not label.strip() or len(label) > 200]
-    if bad:
-        raise RegistrationError(f"labels must be non-empty strings of at most 200 characters, not {bad!r}")
-    return sorted(set(values))
+    """``labels`` sorted, if they follow the label rule (``headwater.core.labels``); else RegistrationError."""
+    return sorted(_check_labels(labels, "flow.register", RegistrationError))
 
 
 def _storage_for(flow: Flow, storage_kwargs: dict[str, Any], build: bool) -> Storage:

@@ -115,7 +115,7 @@ def serialize_flow(flow: Flow) -> dict[str, Any]:
         "reference_tasks": sorted(t.slug for t in flow._reference_tasks if t.slug),
         "storage": _spec(flow.storage, "storage"),
         "environment": _spec(flow.environment, "environment"),
-        "executor": flow.executor.spec() if flow.executor is not None else None,
+        "executor": flow.executor.serialize() if flow.executor is not None else None,
         "schedule": _json_value(schedule, "the schedule"),
         "labels": sorted(labels),
     }
@@ -198,9 +198,9 @@ def flow_from_metadata(metadata: dict[str, Any]) -> Flow:
     if md.environment is not None:
         flow.environment = _environment_or_spec(md.environment)
     if md.executor is not None:
-        from headwater.executors.base import executor_from_path
+        from headwater.executors.registry import executor_from_spec
 
-        flow.executor = executor_from_path(md.executor["class"], md.executor.get("kwargs"))
+        flow.executor = executor_from_spec(md.executor)
     flow.schedule = md.schedule
     return flow
 

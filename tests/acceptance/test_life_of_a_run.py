@@ -191,3 +191,50 @@ def test_two_agents_run_each_of_200_runs_exactly_once(live: tuple[ServerProcess,
     executions = out.read_text().split()
     assert sorted(executions, key=int) == [str(i) for i in range(200)]  # each exactly once
     assert len({r.agent_id for r in runs}) == 2  # both agents took work
+
+
+CUSTOM_ENVIRONMENT = '''
+from headwater import Flow, task
+from headwater.environments import Environment
+
+RECORD = {record!r}
+
+def note(what):
+    with open(RECORD, "a") as f:
+        f.write(what + "\\n")
+
+class Announcing(Environment):
+    """Written as documented: setup(flow), execute(flow) returning None, run(flow)."""
+
+    def setup(self, flow):
+        note("setup")
+
+    def execute(self, flow):
+        note("execute")
+        self.run(flow)
+
+    def run(self, flow):
+        note("run")
+        return super().run(flow)
+
+@task
+def hello():
+    note("hello")
+
+with Flow("custom-env", environment=Announcing(labels=["custom"], on_exit=lambda: note("on_exit"))) as flow:
+    hello()
+'''
+
+
+def test_a_custom_environment_runs_through_an_agent(live: tuple[ServerProcess, Client, Agents], tmp_path: Path) -> None:
+    _, client, agents = live
+    record = tmp_path / "record.txt"
+    flow_id = register_script(client, write_flow(tmp_path, "custom_env", CUSTOM_ENVIRONMENT.format(record=str(record))))
+    run_id = client.create_flow_run(flow_id)
+
+    agents.start("-l", "custom", "--name", "custom-agent")
+    run = finished(client, run_id)
+
+    assert run.state == "Success", (run.state_message, agents.logs())
+    assert record.read_text().split() == ["setup", "execute", "run", "hello", "on_exit"]
+    assert client.get_flow(flow_id).metadata.environment["kind"].endswith(".Announcing")

@@ -190,7 +190,7 @@ class AgentContract:
         label = unique("label")
         settings = FAST.model_copy(update={"claim_wait": 10.0})
         with running(self.agent(server, labels=[label], settings=settings)) as agent:
-            wait_for(agent._claiming.is_set, what="a claim call")
+            wait_for(agent._loop.claiming.is_set, what="a claim call")
             agent.stop()  # the long-poll claim is in flight: it ends with the run, which must go back
             run_id = client.create_flow_run(flow_id, labels=[label])
         run = client.get_flow_run(run_id)

@@ -390,7 +390,7 @@ def test_a_daemon_that_does_not_answer_is_reported_and_waited_for(
         assert client.wait_for_flow_run(first, timeout=120).state == "Success"  # resumed by itself, pulled the image
         assert health()["status"] == "ok" and "waiting_for" not in health()
 
-        wait_for(agent._claiming.is_set, what="a claim call")
+        wait_for(agent._loop.claiming.is_set, what="a claim call")
         own_daemon.stop(keep=True)
         # the claim in flight hands the agent this run; it can't start a container, so it puts the run back
         second = client.create_flow_run(flow, labels=[label])

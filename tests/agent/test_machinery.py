@@ -15,6 +15,21 @@ from .helpers import FAST, running, unique, wait_for
 from .test_local import local_agent
 
 
+class NoPlatformAgent(Agent):
+    """The base machinery alone: a platform that can deploy nothing."""
+
+    kind = "none"
+
+    def deploy_flow(self, flow_run: object) -> None:
+        raise RuntimeError("this agent has no platform to deploy to")
+
+
+def test_the_base_is_an_abc_whose_one_abstract_hook_is_deploy_flow() -> None:
+    assert Agent.__abstractmethods__ == frozenset({"deploy_flow"})
+    with pytest.raises(TypeError, match="abstract method deploy_flow"):
+        Agent()  # type: ignore[abstract]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -30,18 +45,18 @@ from .test_local import local_agent
 )
 def test_bad_arguments_are_refused_by_name(server: ServerProcess, kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        Agent(api_url=server.url, settings=FAST, **kwargs)
+        NoPlatformAgent(api_url=server.url, settings=FAST, **kwargs)
 
 
 def test_labels_are_a_set(server: ServerProcess) -> None:
-    assert Agent(labels=["b", "a", "b"], api_url=server.url).labels == {"a", "b"}
+    assert NoPlatformAgent(labels=["b", "a", "b"], api_url=server.url).labels == {"a", "b"}
 
 
 def test_flow_run_env_carries_the_token_and_image_only_when_there_are_some(
     server: ServerProcess, client: Client, flow_id: str
 ) -> None:
     run = client.get_flow_run(client.create_flow_run(flow_id, labels=[unique("label")]))
-    plain = Agent(api_url=server.url, api_token="", env_vars={"HEADWATER__API__TOKEN": "mine", "X": "1"})
+    plain = NoPlatformAgent(api_url=server.url, api_token="", env_vars={"HEADWATER__API__TOKEN": "mine", "X": "1"})
     assert plain.flow_run_env(run) == {
         "HEADWATER__API__TOKEN": "mine",  # no token configured: nothing to protect
         "X": "1",
@@ -49,7 +64,7 @@ def test_flow_run_env_carries_the_token_and_image_only_when_there_are_some(
         "HEADWATER__CONTEXT__FLOW_ID": run.flow_id,
         "HEADWATER__API__URL": server.url,
     }
-    tokened = Agent(api_url=server.url, api_token="s3cret", env_vars={"HEADWATER__API__TOKEN": "mine"})
+    tokened = NoPlatformAgent(api_url=server.url, api_token="s3cret", env_vars={"HEADWATER__API__TOKEN": "mine"})
     env = tokened.flow_run_env(run, image="flows:1")
     assert env["HEADWATER__API__TOKEN"] == "s3cret"
     assert env["HEADWATER__CONTEXT__IMAGE"] == "flows:1"
@@ -58,10 +73,10 @@ def test_flow_run_env_carries_the_token_and_image_only_when_there_are_some(
 def test_the_base_agent_fails_runs_it_cannot_deploy(server: ServerProcess, client: Client, flow_id: str) -> None:
     label = unique("label")
     run_id = client.create_flow_run(flow_id, labels=[label])
-    with running(Agent(name=unique("base"), labels=[label], api_url=server.url, settings=FAST)):
+    with running(NoPlatformAgent(name=unique("base"), labels=[label], api_url=server.url, settings=FAST)):
         run = client.wait_for_flow_run(run_id, timeout=30)
     assert run.state == "Failed"
-    assert "must implement deploy_flow" in (run.state_message or "")
+    assert "RuntimeError: this agent has no platform to deploy to" in (run.state_message or "")
 
 
 def test_health_endpoint_and_poke(server: ServerProcess, client: Client, flow_id: str) -> None:
@@ -117,6 +132,25 @@ def test_an_unreachable_server_stops_start_with_a_clear_error() -> None:
     from headwater.client import ApiConnectionError
     from headwater.server.process import free_port
 
-    agent = Agent(api_url=f"http://127.0.0.1:{free_port()}", settings=FAST)
+    agent = NoPlatformAgent(api_url=f"http://127.0.0.1:{free_port()}", settings=FAST)
     with pytest.raises(ApiConnectionError, match="can't reach the headwater API"):
         agent.start()
+
+
+def test_an_env_var_set_to_none_is_dropped_from_the_runs_environment(
+    server: ServerProcess, client: Client, flow_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = client.get_flow_run(client.create_flow_run(flow_id, labels=[unique("label")]))
+    monkeypatch.setenv("HW_INHERITED", "from the agent's own environment")
+    monkeypatch.setenv("HW_KEPT", "kept")
+
+    agent = local_agent(server, env_vars={"HW_INHERITED": None, "HW_SET": "1", "HW_NEVER_SET": None})
+
+    assert agent.env_vars == {"HW_INHERITED": None, "HW_SET": "1", "HW_NEVER_SET": None}
+    env = agent.flow_run_env(run)
+    assert env["HW_SET"] == "1" and "HW_INHERITED" not in env and "HW_NEVER_SET" not in env
+    process_env = agent.process_env(run)  # what the LocalAgent's flow-run process gets
+    assert "HW_INHERITED" not in process_env and process_env["HW_KEPT"] == "kept"
+    assert process_env["HW_SET"] == "1" and process_env["HEADWATER__CONTEXT__FLOW_RUN_ID"] == run.id
+    with pytest.raises(ValueError, match="or to None to drop the variable"):
+        local_agent(server, env_vars={"HW_BAD": 3})

@@ -60,12 +60,9 @@ def test_edges_to_unknown_tasks_are_refused_when_tasks_are_given():
 
 
 def test_storage_environment_and_executor_are_settable_after_construction():
-    from headwater.environments import LocalEnvironment
-
     flow = Flow("f")
-    assert (flow.storage, flow.executor) == (None, None)
-    assert type(flow.environment) is LocalEnvironment  # the default environment, made on first use
-    assert flow.environment is flow.environment
+    # None until set: the model chooses no run-time default (the flow-run process does)
+    assert (flow.storage, flow.environment, flow.executor) == (None, None, None)
 
     storage, environment, executor = object(), object(), object()
     flow.storage = storage

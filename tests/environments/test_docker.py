@@ -23,6 +23,8 @@ from headwater.executors import DaskExecutor, LocalDaskExecutor, LocalExecutor
 from headwater.storage import storage_from_spec
 from headwater.storage.script import extract_flow_from_file
 
+from .contract import EnvironmentContract
+
 SOURCE = """
 from headwater import Flow, task
 
@@ -37,6 +39,13 @@ def total(values):
 with Flow("env-etl") as flow:
     total(numbers())
 """
+
+
+class TestDockerEnvironment(EnvironmentContract):
+    """The contract needs no daemon: a DockerEnvironment runs the flow in place, inside its container."""
+
+    def make_environment(self, tmp_path: Path, **kwargs: Any) -> DockerEnvironment:
+        return DockerEnvironment(registry_url="localhost:5000", python_dependencies=["pandas"], **kwargs)
 
 
 def make_flow() -> Flow:

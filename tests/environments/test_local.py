@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
@@ -11,7 +12,14 @@ from headwater import Flow, task
 from headwater.environments import LocalEnvironment, environment_from_spec
 from headwater.executors import LocalDaskExecutor
 
+from .contract import EnvironmentContract
+
 events: list[str] = []
+
+
+class TestLocalEnvironment(EnvironmentContract):
+    def make_environment(self, tmp_path: Path, **kwargs: Any) -> LocalEnvironment:
+        return LocalEnvironment(**kwargs)
 
 
 @task
@@ -104,14 +112,13 @@ def test_spec_is_complete_json_without_callables_or_secrets() -> None:
     spec = built.serialize()
     assert spec == {
         "kind": "local", "labels": ["dev"], "metadata": {"owner": "data"},
-        "executor": {"class": "headwater.executors.local_dask.LocalDaskExecutor",
-                     "kwargs": {"scheduler": "processes", "num_workers": 2}},
+        "executor": {"kind": "local-dask", "scheduler": "processes", "num_workers": 2},
         "built": True,
     }
     assert key.decode() not in str(spec)
     rebuilt = environment_from_spec(spec)
     assert isinstance(rebuilt, LocalEnvironment) and rebuilt.labels == {"dev"}
-    assert rebuilt.executor is not None and rebuilt.executor.spec() == spec["executor"]
+    assert rebuilt.executor is not None and rebuilt.executor.serialize() == spec["executor"]
 
 
 def test_build_and_run_the_packaged_flow() -> None:
@@ -156,10 +163,11 @@ def test_bad_keys_and_payloads_are_refused() -> None:
         LocalEnvironment().deserialize_flow_from_bytes(built.serialized_flow)
 
 
-def test_the_default_environment_of_a_flow_is_local() -> None:
+def test_a_flow_has_no_environment_until_one_is_set() -> None:
+    # the default (a LocalEnvironment) is chosen where a run starts: the flow-run process
     flow = etl()
-    assert isinstance(flow.environment, LocalEnvironment)
-    assert flow.serialize()["environment"]["kind"] == "local"
+    assert flow.environment is None
+    assert flow.serialize()["environment"] is None
 
 
 def test_registration_says_which_executor_deployed_runs_use() -> None:

@@ -122,12 +122,10 @@ from headwater import Flow, task
 from headwater.environments import Environment
 
 class HandsOff(Environment):
-    kind = "hands-off"
-
     def setup(self, flow):
         print("setup ran")
 
-    def execute(self, flow, **runner_kwargs):
+    def execute(self, flow):
         print("second hop started")
         return None
 
@@ -137,4 +135,43 @@ def work():
 
 with Flow("hop", environment=HandsOff()) as flow:
     work()
+"""
+
+DOCUMENTED_ENVIRONMENT = """
+import os
+from headwater import Flow, Parameter, task
+from headwater.environments import Environment
+
+RECORD = {record!r}
+
+
+def note(what):
+    with open(RECORD, "a") as out:
+        out.write(what + "\\n")
+
+
+class Documented(Environment):
+    \"\"\"A custom environment written as the documentation shows: the flow is the only argument.\"\"\"
+
+    def setup(self, flow):
+        note("setup")
+
+    def execute(self, flow):
+        note("execute")
+        self.run(flow)  # returns nothing, as the documented execute() does
+
+    def run(self, flow):
+        note("run")
+        return super().run(flow)
+
+
+@task
+def double(x):
+    note(f"double {{x}}")
+    return 2 * x
+
+
+env = Documented(on_start=lambda: note("on_start"), on_exit=lambda: note("on_exit"))
+with Flow("documented", environment=env) as flow:
+    double(Parameter("x", default=1))
 """

@@ -1,10 +1,9 @@
-"""Real Dask clusters for the executor tests, and the executor contract fixture.
+"""Real Dask clusters for the executor tests (the contract suite itself is ``contract.py``).
 
 * ``dask_cluster``: a session-wide ``distributed.LocalCluster`` (2 worker
   processes × 1 thread).
 * ``dask_scheduler_address``: ``dask scheduler`` and ``dask worker`` started as
   separate processes on 127.0.0.1, terminated at the end of the session.
-* ``executor``: one fresh executor of each kind the contract suite runs on.
 """
 
 from __future__ import annotations
@@ -80,22 +79,3 @@ def dask_scheduler_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-
-
-EXECUTOR_KINDS = ["local", "dask-threads", "dask-processes", "dask-cluster"]
-
-
-@pytest.fixture(params=EXECUTOR_KINDS)
-def executor(request: pytest.FixtureRequest) -> Any:
-    """A fresh executor of each kind; ``request.param`` names the kind."""
-    from headwater.executors import DaskExecutor, LocalDaskExecutor, LocalExecutor
-
-    kind = request.param
-    if kind == "local":
-        return LocalExecutor()
-    if kind == "dask-threads":
-        return LocalDaskExecutor(scheduler="threads", num_workers=2)
-    if kind == "dask-processes":
-        return LocalDaskExecutor(scheduler="processes", num_workers=2)
-    cluster = request.getfixturevalue("dask_cluster")
-    return DaskExecutor(address=cluster.scheduler_address)

@@ -17,11 +17,19 @@ from headwater.core.state import Failed, Success
 from headwater.executors import DaskExecutor
 
 from . import tasks as T
+from .contract import ExecutorContract
 from .tasks import accepts_connections, by_slug, free_port
 
 SMALL_CLUSTER = {"n_workers": 2, "threads_per_worker": 1, "processes": True, "dashboard_address": ":0"}
 # one worker thread in this process, but a scheduler listening on TCP (quick to start)
 THREADED_TCP_CLUSTER = {"n_workers": 1, "processes": False, "protocol": "tcp", "dashboard_address": ":0"}
+
+
+class TestDaskExecutor(ExecutorContract):
+    """On a real LocalCluster of 2 worker processes (one thread each)."""
+
+    def make_executor(self, request):
+        return DaskExecutor(address=request.getfixturevalue("dask_cluster").scheduler_address)
 
 
 def _where_flow() -> Flow:
@@ -239,7 +247,7 @@ def test_wait_outside_start_is_an_error():
 
 
 def test_spec_rebuilds_an_equal_executor():
-    from headwater.executors import executor_from_path
+    from headwater.executors import executor_from_spec
 
     executor = DaskExecutor(
         cluster_class=distributed.LocalCluster,
@@ -247,21 +255,19 @@ def test_spec_rebuilds_an_equal_executor():
         adapt_kwargs={"maximum": 3},
         client_kwargs={"name": "x"},
     )
-    spec = executor.spec()
+    spec = executor.serialize()
 
     assert spec == {
-        "class": "headwater.executors.dask.DaskExecutor",
-        "kwargs": {
-            "cluster_class": "distributed.deploy.local.LocalCluster",
-            "cluster_kwargs": {"n_workers": 1},
-            "adapt_kwargs": {"maximum": 3},
-            "client_kwargs": {"name": "x"},
-        },
+        "kind": "dask",
+        "cluster_class": "distributed.deploy.local.LocalCluster",
+        "cluster_kwargs": {"n_workers": 1},
+        "adapt_kwargs": {"maximum": 3},
+        "client_kwargs": {"name": "x"},
     }
-    rebuilt = executor_from_path(spec["class"], spec["kwargs"])
+    rebuilt = executor_from_spec(spec)
     assert isinstance(rebuilt, DaskExecutor)
     assert rebuilt.cluster_class is distributed.LocalCluster
     assert rebuilt.cluster_kwargs == {"n_workers": 1}
     assert rebuilt.adapt_kwargs == {"maximum": 3}
     assert rebuilt.client_kwargs == {"name": "x"}
-    assert DaskExecutor(address="tcp://h:1").spec()["kwargs"] == {"address": "tcp://h:1"}
+    assert DaskExecutor(address="tcp://h:1").serialize() == {"kind": "dask", "address": "tcp://h:1"}

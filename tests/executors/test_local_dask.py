@@ -8,16 +8,52 @@ import threading
 import pytest
 
 from headwater import Flow
-from headwater.executors import LocalDaskExecutor, executor_from_path
+from headwater.executors import LocalDaskExecutor, executor_from_spec
 
 from . import tasks as T
+from .contract import ExecutorContract
 
 
-@pytest.mark.parametrize("scheduler", ["gpu", "Threads", "", None, 3, "distributed"])
+class TestLocalDaskExecutorThreads(ExecutorContract):
+    runs_in = "thread"
+
+    def make_executor(self, request):
+        return LocalDaskExecutor(scheduler="threads", num_workers=2)
+
+
+class TestLocalDaskExecutorProcesses(ExecutorContract):
+    def make_executor(self, request):
+        return LocalDaskExecutor(scheduler="processes", num_workers=2)
+
+
+class TestLocalDaskExecutorSynchronous(ExecutorContract):
+    runs_in, parallel = "here", 1
+
+    def make_executor(self, request):
+        return LocalDaskExecutor(scheduler="synchronous")
+
+
+@pytest.mark.parametrize("scheduler", ["gpu", "", None, 3, "distributed", "thread"])
 def test_bad_scheduler_is_refused_naming_the_choices(scheduler):
-    with pytest.raises(ValueError, match="threads, processes") as info:
+    with pytest.raises(ValueError, match="threads, threading, processes") as info:
         LocalDaskExecutor(scheduler=scheduler)
     assert repr(scheduler) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("given", "scheduler"),
+    [
+        ("threads", "threads"), ("Threads", "threads"), ("threading", "threads"), ("THREADING", "threads"),
+        ("processes", "processes"), ("multiprocessing", "processes"), ("Multiprocessing", "processes"),
+        ("synchronous", "synchronous"), ("sync", "synchronous"), ("single-threaded", "synchronous"),
+        ("Single-Threaded", "synchronous"),
+    ],
+)  # fmt: skip
+def test_dasks_own_scheduler_names_are_accepted_in_any_case(given, scheduler):
+    executor = LocalDaskExecutor(scheduler=given)
+
+    assert executor.scheduler == scheduler
+    assert executor.serialize() == {"kind": "local-dask", "scheduler": scheduler}
 
 
 @pytest.mark.parametrize("num_workers", [0, -1, "2", 1.5, True])
@@ -30,10 +66,7 @@ def test_defaults_are_threads_on_every_core():
     executor = LocalDaskExecutor()
     assert executor.scheduler == "threads"
     assert executor.num_workers is None
-    assert executor.spec() == {
-        "class": "headwater.executors.local_dask.LocalDaskExecutor",
-        "kwargs": {"scheduler": "threads"},
-    }
+    assert executor.serialize() == {"kind": "local-dask", "scheduler": "threads"}
 
 
 def test_num_workers_limits_parallelism():
@@ -75,10 +108,10 @@ def test_synchronous_scheduler_runs_in_this_thread():
 
 def test_spec_round_trips():
     executor = LocalDaskExecutor("processes", num_workers=3)
-    spec = executor.spec()
+    spec = executor.serialize()
 
-    rebuilt = executor_from_path(spec["class"], spec["kwargs"])
+    rebuilt = executor_from_spec(spec)
 
-    assert spec["kwargs"] == {"scheduler": "processes", "num_workers": 3}
+    assert spec == {"kind": "local-dask", "scheduler": "processes", "num_workers": 3}
     assert isinstance(rebuilt, LocalDaskExecutor)
     assert (rebuilt.scheduler, rebuilt.num_workers) == ("processes", 3)

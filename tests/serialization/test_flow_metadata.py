@@ -69,9 +69,7 @@ def test_metadata_is_json_and_complete(tmp_path: Path) -> None:
     assert md["parameters"] == [{"name": "n", "default": 3, "required": False}]
     assert md["storage"]["kind"] == "local"
     assert "dev" in md["labels"]
-    assert md["environment"] == {  # the default environment's complete spec
-        "kind": "local", "labels": [], "metadata": {}, "executor": None, "built": False,
-    }
+    assert md["environment"] is None  # none set: the flow-run process runs it in a LocalEnvironment
 
 
 def test_environment_spec_and_labels_are_in_the_metadata(tmp_path: Path) -> None:
@@ -85,7 +83,7 @@ def test_environment_spec_and_labels_are_in_the_metadata(tmp_path: Path) -> None
     md = flow.serialize()
     assert md["environment"]["kind"] == "remote"
     assert md["environment"]["executor_path"] == "headwater.executors.LocalDaskExecutor"
-    assert md["environment"]["executor"]["kwargs"] == {"scheduler": "threads", "num_workers": 2}
+    assert md["environment"]["executor"] == {"kind": "local-dask", "scheduler": "threads", "num_workers": 2}
     assert md["environment"]["metadata"] == {"team": "data"}
     assert {"gpu", "dev"} <= set(md["labels"])
     rebuilt = flow_from_metadata(md)
@@ -112,10 +110,7 @@ def test_executor_spec_round_trips(tmp_path: Path) -> None:
     flow = build(tmp_path)
     flow.executor = LocalDaskExecutor(scheduler="processes", num_workers=2)
     md = flow.serialize()
-    assert md["executor"] == {
-        "class": "headwater.executors.local_dask.LocalDaskExecutor",
-        "kwargs": {"scheduler": "processes", "num_workers": 2},
-    }
+    assert md["executor"] == {"kind": "local-dask", "scheduler": "processes", "num_workers": 2}
     rebuilt = flow_from_metadata(md)
     assert isinstance(rebuilt.executor, LocalDaskExecutor)
     assert rebuilt.executor.num_workers == 2

@@ -29,17 +29,17 @@ AVAILABLE = {"gcs": "GCS", "azure": "Azure", "git": "Git", "github": "GitHub", "
 
 @pytest.fixture
 def scratch_registry() -> Iterator[None]:
-    saved = dict(registry._registry)
+    table = registry.registry._entries
+    saved = dict(table)
     yield
-    registry._registry.clear()
-    registry._registry.update(saved)
+    table.clear()
+    table.update(saved)
 
 
 @pytest.fixture
 def future_kind(scratch_registry: None) -> str:
     """A kind registered ahead of its module, as a new backend is before its release: "nowhere"."""
-    hint = "Nowhere storage needs `pip install headwater[nowhere]`"
-    register_storage("nowhere", "headwater.storage.nowhere.Nowhere", hint=hint)
+    register_storage("nowhere", "headwater.storage.nowhere.Nowhere", extra="nowhere")
     return "nowhere"
 
 
@@ -66,12 +66,12 @@ def test_future_kinds_say_they_are_not_here_and_what_they_will_need(future_kind:
 
     message = str(info.value)
     assert "storage kind 'nowhere' (Nowhere) is not available in this release of headwater" in message
-    assert "Nowhere storage needs `pip install headwater[nowhere]`" in message
+    assert "(when it is: pip install 'headwater[nowhere]')" in message
     assert isinstance(info.value, ImportError) and isinstance(info.value, StorageError)
 
 
 def test_from_import_of_a_future_kind_is_an_import_error_not_an_attribute_error(future_kind: str) -> None:
-    with pytest.raises(ImportError, match=r"Nowhere storage needs `pip install headwater\[nowhere\]`"):
+    with pytest.raises(ImportError, match=r"pip install 'headwater\[nowhere\]'"):
         from headwater.storage import Nowhere  # noqa: F401
     with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
         headwater.storage.Nope  # noqa: B018
@@ -82,9 +82,14 @@ def test_a_kind_whose_packages_are_missing_gives_its_install_hint(
 ) -> None:
     (tmp_path / "hw_broken_storage.py").write_text("import hw_sdk_not_installed\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    register_storage("broken", "hw_broken_storage.Broken", hint="Broken storage needs `pip install x`")
+    register_storage("broken", "hw_broken_storage.Broken", hint="pip install broken-sdk")
 
-    with pytest.raises(StorageNotAvailable, match=r"Broken storage needs `pip install x` \(importing hw_broken"):
+    with pytest.raises(
+        StorageNotAvailable,
+        match=r"storage kind 'broken' \(Broken\) needs packages that are not installed here \(importing "
+        r"hw_broken_storage failed: No module named 'hw_sdk_not_installed'\); "
+        r"install them with `pip install broken-sdk`",
+    ):
         storage_from_spec({"kind": "broken"})
     sys.modules.pop("hw_broken_storage", None)
 

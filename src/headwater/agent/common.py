@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from headwater.client.errors import ApiError
@@ -22,28 +22,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger("headwater.agent")
 
 
-def check_labels(labels: Iterable[str] | None, owner: str) -> set[str]:
-    """Labels as a set of non-empty strings.
+def check_env_vars(env_vars: Mapping[str, str | None] | None) -> dict[str, str | None]:
+    """Environment variables as a dict of names to strings, or to None (drop the variable).
 
     Raises:
-        ValueError: a label is not a non-empty string, or ``labels`` is one string; names the bad ones.
-    """
-    if labels is None:
-        return set()
-    if isinstance(labels, str):
-        raise ValueError(f"{owner}: labels must be a list of strings like ['dev'], not the string {labels!r}")
-    labels = list(labels)
-    bad = [label for label in labels if not isinstance(label, str) or not label.strip()]
-    if bad:
-        raise ValueError(f"{owner}: labels must be non-empty strings, not {bad!r}")
-    return set(labels)
-
-
-def check_env_vars(env_vars: Mapping[str, str] | None) -> dict[str, str]:
-    """Environment variables as a dict of strings.
-
-    Raises:
-        ValueError: a name is empty or holds ``=``, or a name or value is not a string.
+        ValueError: a name is empty or holds ``=``, or a name is not a string, or a value
+            is neither a string nor None.
     """
     if env_vars is None:
         return {}
@@ -52,10 +36,13 @@ def check_env_vars(env_vars: Mapping[str, str] | None) -> dict[str, str]:
     bad = [
         name
         for name, value in env_vars.items()
-        if not isinstance(name, str) or not name or "=" in name or not isinstance(value, str)
+        if not isinstance(name, str) or not name or "=" in name or not (value is None or isinstance(value, str))
     ]
     if bad:
-        raise ValueError(f"env_vars must map names (non-empty, without '=') to string values; bad: {bad!r}")
+        raise ValueError(
+            f"env_vars must map names (non-empty, without '=') to string values, or to None to drop the "
+            f"variable; bad: {bad!r}"
+        )
     return dict(env_vars)
 
 

@@ -13,6 +13,7 @@ The daemon connection is ``headwater.containers.client``; users' docs ``docs/age
 
 from __future__ import annotations
 
+import argparse
 import re
 import secrets
 import signal
@@ -26,6 +27,8 @@ from headwater.agent.base import Agent, DeployLater, logger
 from headwater.client.errors import ApiError
 from headwater.containers.client import INSTALL_HINT, DockerUnavailable, describe_daemon, docker_client
 from headwater.containers.names import image_reference, registry_of, split_reference
+from headwater.core.labels import check_strings
+from headwater.core.run_states import HELD, FlowRunState
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -99,18 +102,6 @@ def parse_volume(spec: str) -> tuple[str, dict[str, str]]:
     return parts[0], {"bind": parts[1], "mode": mode}
 
 
-def _names(values: Iterable[str] | None, what: str) -> list[str]:
-    if values is None:
-        return []
-    if isinstance(values, str):
-        raise ValueError(f"{what} must be a list of strings like [{values!r}], not the string {values!r}")
-    values = list(values)
-    bad = [v for v in values if not isinstance(v, str) or not v.strip()]
-    if bad:
-        raise ValueError(f"{what} must be non-empty strings, not {bad!r}")
-    return [v.strip() for v in values]
-
-
 def describe_exit(code: int, oom: bool = False) -> str:
     """``code 3``; ``code 137 (killed by SIGKILL)`` (Docker reports a signal as 128 + its number)."""
     text = f"code {code}"
@@ -148,7 +139,7 @@ class DockerAgent(Agent):
         self,
         name: str | None = None,
         labels: Iterable[str] | None = None,
-        env_vars: Mapping[str, str] | None = None,
+        env_vars: Mapping[str, str | None] | None = None,
         max_polls: int | None = None,
         agent_address: str | None = None,
         no_cloud_logs: bool = False,
@@ -170,13 +161,14 @@ class DockerAgent(Agent):
 
         self.base_url = base_url
         self.no_pull = bool(no_pull)
-        self.volumes = _names(volumes, "volumes")
+        self.volumes = check_strings(volumes, "volumes", "DockerAgent")
         self._binds = dict(parse_volume(v) for v in self.volumes)
-        self.networks = _names(networks, "networks")
+        self.networks = check_strings(networks, "networks", "DockerAgent")
         self.show_flow_logs = show_flow_logs
         self.reg_allow_list: list[str] | None = None
         if reg_allow_list is not None:
-            self.reg_allow_list = [entry.rstrip("/") for entry in _names(reg_allow_list, "reg_allow_list")]
+            allowed = check_strings(reg_allow_list, "reg_allow_list", "DockerAgent")
+            self.reg_allow_list = [entry.rstrip("/") for entry in allowed]
         if self.reg_allow_list == []:
             raise ValueError("reg_allow_list is empty, which would refuse every image; give None to allow any registry")
         self.network_mode = get_settings().docker.network_mode
@@ -190,6 +182,24 @@ class DockerAgent(Agent):
         self._streams: dict[str, threading.Thread] = {}  # show_flow_logs, by container id
         self._live = 0
         self._live_runs: dict[str, str] = {}  # run id → id of its running container (check_deployments)
+
+    @classmethod
+    def add_cli_arguments(cls, parser: argparse._ActionsContainer) -> None:
+        """``headwater agent docker start``'s own options."""
+        parser.add_argument("--base-url", metavar="URL",
+                            help="the Docker daemon, e.g. unix:///var/run/docker.sock (default: the docker.base_url "
+                                 "setting, then DOCKER_HOST)")  # fmt: skip
+        parser.add_argument("--no-pull", action="store_true", help="run only images the daemon has; never pull")
+        parser.add_argument("--volume", dest="volumes", action="append", default=[], metavar="HOST:CONTAINER[:ro|rw]",
+                            help="mount this in every flow-run container (repeatable)")  # fmt: skip
+        parser.add_argument("--network", dest="networks", action="append", default=[], metavar="NETWORK",
+                            help="attach the containers to this Docker network (repeatable; default: the "
+                                 "docker.network_mode setting)")  # fmt: skip
+        parser.add_argument("--show-flow-logs", action="store_true",
+                            help="stream the containers' output here, each line prefixed with its run id")  # fmt: skip
+        parser.add_argument("--reg-allow", dest="reg_allow_list", action="append", default=None, metavar="REGISTRY",
+                            help="only run images from this registry, e.g. localhost:5000 (repeatable; default: "
+                                 "any)")  # fmt: skip
 
     def health(self) -> dict[str, Any]:
         """The base health, plus ``containers``: how many of its containers are running or starting."""
@@ -434,19 +444,20 @@ class DockerAgent(Agent):
         except ApiError as exc:
             logger.warning("could not read flow run %s after its container ended: %s", flow_run_id, exc)
             return False
-        if run.agent_id != self.agent_id or run.state not in ("Submitted", "Running", "Cancelling"):
+        if run.agent_id != self.agent_id or run.state not in HELD:
             logger.info("flow run %s is %s; %s", flow_run_id, run.state, what)  # finished, or not ours now
             return True
-        if run.state == "Submitted" and stopping:
+        if run.state == FlowRunState.SUBMITTED and stopping:
             self.put_back(run, f"{what} (the run had not started)")
             return True
         if code == 0 and not stopping:
             what += f" but left the run {run.state}"
         message = what + (f"; its last log lines:\n{tail}" if tail else " (it wrote no output)")
-        if run.state == "Cancelling":
-            self.fail_flow_run(flow_run_id, f"{message}\n(while the run was cancelling)", "Cancelled", run.version)
+        if run.state == FlowRunState.CANCELLING:
+            cancelled = f"{message}\n(while the run was cancelling)"
+            self.fail_flow_run(flow_run_id, cancelled, FlowRunState.CANCELLED, run.version)
         else:
-            self.fail_flow_run(flow_run_id, message, "Failed", run.version)
+            self.fail_flow_run(flow_run_id, message, FlowRunState.FAILED, run.version)
         return True
 
     def on_shutdown(self, timeout: float) -> None:

@@ -9,6 +9,7 @@ its run marked Failed with the exit code. The base machinery is ``base.py``.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import signal
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from headwater.agent.base import Agent, logger
 from headwater.client.errors import ApiError
-from headwater.schemas.flow_runs import FINISHED_STATES
+from headwater.core.run_states import FINISHED, FlowRunState
 
 if TYPE_CHECKING:
     from headwater.schemas.flow_runs import FlowRun
@@ -83,7 +84,7 @@ class LocalAgent(Agent):
         self,
         name: str | None = None,
         labels: Iterable[str] | None = None,
-        env_vars: Mapping[str, str] | None = None,
+        env_vars: Mapping[str, str | None] | None = None,
         max_polls: int | None = None,
         agent_address: str | None = None,
         no_cloud_logs: bool = False,
@@ -105,13 +106,26 @@ class LocalAgent(Agent):
         self._processes_lock = threading.Lock()
         self._reap_lock = threading.Lock()
 
+    @classmethod
+    def add_cli_arguments(cls, parser: argparse._ActionsContainer) -> None:
+        """``headwater agent local start``'s own options."""
+        parser.add_argument("--no-hostname-label", dest="hostname_label", action="store_false",
+                            help="don't add this machine's hostname to the labels")  # fmt: skip
+        parser.add_argument("--import-path", "-p", dest="import_paths", action="append", default=[], metavar="PATH",
+                            help="a folder put first on the flow runs' PYTHONPATH (repeatable)")  # fmt: skip
+        parser.add_argument("--show-flow-logs", action="store_true",
+                            help="show the flow-run processes' output here (default: discarded)")  # fmt: skip
+
     def health(self) -> dict[str, Any]:
         """The base health, plus ``processes``: how many flow-run processes are running."""
         return {**super().health(), "processes": len(self._processes)}
 
     def process_env(self, flow_run: FlowRun) -> dict[str, str]:
-        """This process's environment, then :meth:`flow_run_env`, with ``import_paths`` first on ``PYTHONPATH``."""
-        env = {**os.environ, **self.flow_run_env(flow_run)}
+        """This process's environment (less the ``env_vars`` set to None), then :meth:`flow_run_env`,
+        with ``import_paths`` first on ``PYTHONPATH``."""
+        dropped = {name for name, value in self.env_vars.items() if value is None}
+        env = {name: value for name, value in os.environ.items() if name not in dropped}
+        env.update(self.flow_run_env(flow_run))
         if self.import_paths:
             env["PYTHONPATH"] = os.pathsep.join([*self.import_paths, *filter(None, [env.get("PYTHONPATH")])])
         return env
@@ -170,18 +184,19 @@ class LocalAgent(Agent):
         except ApiError as exc:
             logger.warning("could not read flow run %s after its process ended: %s", flow_run_id, exc)
             return False
-        if run.state in FINISHED_STATES:
+        if run.state in FINISHED:
             logger.info("flow run %s ended %s; its process %s", flow_run_id, run.state, how)
             return True
         message = f"the flow-run process {how}"
-        if run.state == "Submitted" and stopping:
+        if run.state == FlowRunState.SUBMITTED and stopping:
             self.put_back(run, f"its process was stopped before it started the run ({message})")
-        elif run.state == "Cancelling":
-            self.fail_flow_run(flow_run_id, f"{message} while the run was cancelling", "Cancelled", run.version)
+        elif run.state == FlowRunState.CANCELLING:
+            cancelled = f"{message} while the run was cancelling"
+            self.fail_flow_run(flow_run_id, cancelled, FlowRunState.CANCELLED, run.version)
         else:
             if code == 0:
                 message += f" but left the run {run.state}"
-            self.fail_flow_run(flow_run_id, message, "Failed", run.version)
+            self.fail_flow_run(flow_run_id, message, FlowRunState.FAILED, run.version)
         return True
 
     def on_shutdown(self, timeout: float) -> None:

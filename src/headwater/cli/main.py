@@ -42,7 +42,8 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if state.is_successful() else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line; ``argv`` (the arguments to parse) lets ``agent`` load only the kind asked for."""
     parser = argparse.ArgumentParser(prog="headwater", description="headwater workflow orchestrator")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("version", help="print headwater's version")
@@ -65,14 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
     from headwater.cli import agent, create, delete, execute, explain, get, logs, quickstart, register, server
 
-    for group in (server, agent, create, delete, register, get, logs, explain, quickstart, execute):
+    server.add_parser(commands)
+    agent.add_parser(commands, argv)
+    for group in (create, delete, register, get, logs, explain, quickstart, execute):
         group.add_parser(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
     if args.command == "version":
         from headwater import __version__
 

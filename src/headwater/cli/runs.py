@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from headwater.cli.api import api_command, labels, make_client
+from headwater.core.run_states import FlowRunState
 
 
 def check_form(args: argparse.Namespace) -> None:
@@ -49,4 +50,4 @@ def run_via_api(args: argparse.Namespace) -> int:
         if not args.watch:
             return 0
         run = follow(client, flow_run_id)
-    return 0 if run.state == "Success" else 1
+    return 0 if run.state == FlowRunState.SUCCESS else 1

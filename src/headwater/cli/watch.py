@@ -52,7 +52,7 @@ def follow(
     client: Client, flow_run_id: str, states: bool = True, poll: float = POLL_SECONDS, out: TextIO | None = None
 ) -> FlowRun:
     """Print new log lines (and, with ``states``, each state change) until the run is finished; return it."""
-    from headwater.schemas.flow_runs import FINISHED_STATES
+    from headwater.core.run_states import FINISHED
 
     out = out or sys.stdout
     offset, seen = 0, None
@@ -62,6 +62,6 @@ def follow(
         if states and (run.state, run.state_message) != seen:
             print(format_state(run), file=out, flush=True)
             seen = (run.state, run.state_message)
-        if run.state in FINISHED_STATES:
+        if run.state in FINISHED:
             return run
         time.sleep(poll)

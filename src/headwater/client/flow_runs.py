@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import TypeAdapter
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from headwater.schemas.flow_runs import FINISHED_STATES, Explain, FlowRun, FlowRunPage
+from headwater.core.run_states import FINISHED
+from headwater.schemas.flow_runs import Explain, FlowRun, FlowRunPage
 from headwater.schemas.logs import LogPage, LogRecord, LogRecordIn
 from headwater.schemas.task_runs import TaskRun, TaskRunUpdate
 
@@ -161,7 +162,7 @@ class FlowRunsMixin:
         delay = min(0.05, poll_interval)
         while True:
             run = self.get_flow_run(flow_run_id)
-            if run.state in FINISHED_STATES:
+            if run.state in FINISHED:
                 return run
             if deadline is not None and time.monotonic() + delay > deadline:
                 raise TimeoutError(

@@ -27,6 +27,7 @@ from typing import Any
 
 from headwater.containers import dockerfile
 from headwater.containers.build import ImageError
+from headwater.core.labels import check_strings
 
 #: the folder of headwater's own files in the build context (beside a user Dockerfile's folder).
 PREFIX = ".headwater-build"
@@ -162,16 +163,8 @@ def check_build_kwargs(kwargs: Mapping[str, Any] | None, owner: str) -> dict[str
 
 
 def strings(values: Iterable[str] | None, what: str, owner: str) -> list[str]:
-    """A list of non-empty strings (``python_dependencies``, ``extra_dockerfile_commands``), or a ValueError."""
-    if values is None:
-        return []
-    if isinstance(values, str):
-        raise ValueError(f"{owner}: {what} must be a list of strings, not the string {values!r}")
-    listed = list(values)
-    bad = [v for v in listed if not isinstance(v, str) or not v.strip()]
-    if bad:
-        raise ValueError(f"{owner}: {what} must be non-empty strings, not {bad!r}")
-    return listed
+    """Distinct non-empty strings (``python_dependencies``, ``extra_dockerfile_commands``), or a ValueError."""
+    return check_strings(values, what, owner)
 
 
 # -- names ---------------------------------------------------------------------------------------------

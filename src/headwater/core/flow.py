@@ -40,7 +40,8 @@ class Flow:
         tasks: tasks to add.
         edges: edges to add. When ``tasks`` is given, every edge must join tasks in it.
         storage: where the flow's code is kept (``headwater.storage``).
-        environment: how and where deployed runs run (``headwater.environments``).
+        environment: how and where deployed runs run (``headwater.environments``); None
+            (the default) means a ``LocalEnvironment()``, chosen where a run starts.
         executor: the executor ``flow.run()`` uses when none is passed.
         schedule: when runs are created (recorded in the metadata).
     """
@@ -59,7 +60,8 @@ class Flow:
             raise ValueError(f"a flow's name must be a non-empty string, not {name!r}")
         self.name = name
         self.storage = storage
-        self._environment = environment
+        #: how deployed runs run; None until set (the flow-run process then uses a LocalEnvironment).
+        self.environment = environment
         self.executor = executor
         self.schedule = schedule
         self._tasks: dict[Task, None] = {}
@@ -95,19 +97,6 @@ class Flow:
 
     def __exit__(self, *exc: object) -> None:
         building.pop(self)
-
-    @property
-    def environment(self) -> Any:
-        """How deployed runs run; ``LocalEnvironment()`` unless set (made on first use)."""
-        if self._environment is None:
-            from headwater.environments.local import LocalEnvironment
-
-            self._environment = LocalEnvironment()
-        return self._environment
-
-    @environment.setter
-    def environment(self, value: Any) -> None:
-        self._environment = value
 
     # -- the graph -------------------------------------------------------------
 

@@ -7,7 +7,9 @@ context variable, which logging and :func:`current` read.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -62,3 +64,43 @@ def current_flow_run() -> FlowRunContext | None:
     """The flow run being run in this thread (set by the flow runner), or None."""
     task_run = _current.get()
     return task_run.flow_run if task_run is not None else _current_flow_run.get()
+
+
+@dataclass(slots=True)
+class Deployment:
+    """The run a flow-run process was started for, while its environment runs the flow.
+
+    ``headwater.environments.execution`` sets it around ``environment.execute(flow)``
+    (or ``run(flow)``), so environments keep the documented one-argument signatures:
+    the first :func:`~headwater.engine.flow_runner.run_flow` of a flow of that name in
+    it takes ``runner_kwargs`` (parameters, run id and name, the API reporter, context)
+    and leaves its final state here.
+    """
+
+    flow_name: str
+    runner_kwargs: dict[str, Any]
+    taken: bool = False
+    final_state: Any = None
+
+
+_deployment: contextvars.ContextVar[Deployment | None] = contextvars.ContextVar("headwater_deployment", default=None)
+
+
+@contextlib.contextmanager
+def deployed(flow_name: str, **runner_kwargs: Any) -> Iterator[Deployment]:
+    """Make the next ``run_flow`` of flow ``flow_name`` in this context the deployed run."""
+    deployment = Deployment(flow_name, runner_kwargs)
+    token = _deployment.set(deployment)
+    try:
+        yield deployment
+    finally:
+        _deployment.reset(token)
+
+
+def take_deployment(flow_name: str) -> Deployment | None:
+    """The deployment a ``run_flow`` of ``flow_name`` stands for, once (None: an ordinary run)."""
+    deployment = _deployment.get()
+    if deployment is None or deployment.taken or deployment.flow_name != flow_name or _current.get() is not None:
+        return None
+    deployment.taken = True
+    return deployment

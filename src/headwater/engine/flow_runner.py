@@ -17,7 +17,7 @@ from headwater.core.errors import ParameterError
 from headwater.core.flow import Flow
 from headwater.core.state import Cancelled, Failed, Pending, Running, State, Success
 from headwater.core.task import Parameter
-from headwater.engine.context import FlowRunContext, _current_flow_run
+from headwater.engine.context import FlowRunContext, _current_flow_run, take_deployment
 from headwater.engine.handlers import StateHandler, notify_flow
 from headwater.engine.task_runner import TaskCall, run_task
 
@@ -107,6 +107,14 @@ def run_flow(
     """
     from headwater.utilities.logging import ensure_logging, log_format
 
+    deployment = take_deployment(flow.name)
+    if deployment is not None:  # the run a flow-run process deploys: its arguments fill what is not given
+        given = deployment.runner_kwargs
+        parameters = given.get("parameters") if parameters is None else parameters
+        run_name = run_name or given.get("run_name")
+        flow_run_id = flow_run_id or given.get("flow_run_id")
+        state_handlers = (*given.get("state_handlers", ()), *state_handlers)
+        context = {**(given.get("context") or {}), **(context or {})}
     parameters = dict(parameters or {})
     flow.validate()
     check_parameters(flow, parameters)
@@ -127,9 +135,12 @@ def run_flow(
     )
     token = _current_flow_run.set(ctx)
     try:
-        return _run(flow, parameters, resolved, ctx)
+        final = _run(flow, parameters, resolved, ctx)
     finally:
         _current_flow_run.reset(token)
+    if deployment is not None:
+        deployment.final_state = final
+    return final
 
 
 def _run(flow: Flow, parameters: dict[str, Any], executor: Any, ctx: FlowRunContext) -> State:

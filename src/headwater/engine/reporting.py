@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from headwater.core.run_states import FINISHED, FlowRunState
 from headwater.core.state import Cancelled, Failed, State
 from headwater.engine.handlers import CancelRun, StateHandler
 from headwater.engine.heartbeat import RunMonitor
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("headwater.reporting")
 
-FINISHED = frozenset({"Success", "Failed", "Cancelled"})
 CANCELLED = "the flow run was cancelled"
 
 #: The reporters running in this process, by flow-run id (``worker_reporting.py`` reports through them).
@@ -194,11 +194,11 @@ class ApiReporter(TaskReporting):
 
     def _observe(self, state: str, version: int, message: str | None) -> None:
         """The heartbeat thread's news of the run."""
-        if state in ("Running", "Cancelling"):
+        if state in (FlowRunState.RUNNING, FlowRunState.CANCELLING):
             self.version = max(self.version, version)
-        if state == "Cancelling":
+        if state == FlowRunState.CANCELLING:
             self.cancel(CANCELLED)
-        elif state in FINISHED or state == "Scheduled":
+        elif state in FINISHED or state == FlowRunState.SCHEDULED:
             self.taken = (state, message)
             self.cancel(f"the flow run was moved to {state} elsewhere ({message})")
 
@@ -231,7 +231,13 @@ class ApiReporter(TaskReporting):
     def _propose(self, state: State) -> State:
         """Set the run's final state with the version lock; on a conflict, read the run and try again."""
         for _ in range(3):
-            name = "Success" if state.is_successful() else "Cancelled" if state.is_cancelled() else "Failed"
+            name = (
+                FlowRunState.SUCCESS
+                if state.is_successful()
+                else FlowRunState.CANCELLED
+                if state.is_cancelled()
+                else FlowRunState.FAILED
+            )
             try:
                 self.api.set_flow_run_state(
                     self.flow_run_id, name, version=self.version, message=cut(state.message, MAX_STATE_MESSAGE)
@@ -246,10 +252,10 @@ class ApiReporter(TaskReporting):
             except Exception as exc:
                 warn(f"can't read flow run {self.flow_run_id} to report its final state {name}: {exc}")
                 return state
-            if run.state in FINISHED or run.state == "Scheduled":
+            if run.state in FINISHED or run.state == FlowRunState.SCHEDULED:
                 logger.warning("the flow run is already %s (%s); not reporting %s", run.state, run.state_message, name)
                 return state
-            if run.state == "Cancelling" and state.is_failed():  # cancelled meanwhile: that is how it ends
+            if run.state == FlowRunState.CANCELLING and state.is_failed():  # cancelled meanwhile: that is how it ends
                 state = _as(Cancelled, state, f"{CANCELLED} ({state.message})")
             self.version = run.version
         warn(f"the final state of flow run {self.flow_run_id} kept conflicting with changes of others; not reported")

@@ -15,11 +15,11 @@ import atexit
 import logging
 from typing import TYPE_CHECKING, Any
 
+from headwater.core.run_states import FINISHED, FlowRunState
 from headwater.engine.handlers import StateHandler
 from headwater.engine.heartbeat import RunMonitor
 from headwater.engine.reporting import (
     CANCELLED,
-    FINISHED,
     ReporterSpec,
     TaskReporting,
     main_reporters,
@@ -102,9 +102,9 @@ class _WorkerSide(TaskReporting):
         return self
 
     def _observe(self, state: str, version: int, message: str | None) -> None:
-        if state == "Cancelling":
+        if state == FlowRunState.CANCELLING:
             self.cancel(CANCELLED)
-        elif state in FINISHED or state == "Scheduled":
+        elif state in FINISHED or state == FlowRunState.SCHEDULED:
             self.close()
 
     def close(self) -> None:

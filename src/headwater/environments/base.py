@@ -3,17 +3,24 @@
 ``execute(flow)`` runs the flow here, or starts the next hop (a Kubernetes Job,
 a Fargate task) whose entrypoint calls ``load_and_run_flow()`` again, which calls
 ``run(flow)``: ``on_start()`` → the flow runner with this environment's executor
-→ ``on_exit()`` (also when the flow or ``on_start`` fails). ``serialize()`` is the
+→ ``on_exit()`` (also when the flow or ``on_start`` fails). The flow-run process
+calls ``setup(flow)``, ``execute(flow)`` and ``run(flow)`` with the flow alone, as
+documented; the run's own arguments (parameters, run id, the API reporter) reach
+the flow runner through ``headwater.engine.context.deployed``. ``serialize()`` is the
 complete JSON spec an agent acts on without unpickling (DESIGN.md §4); callables
 (``on_start``, ``on_exit``) are not in it — they travel with the flow's code.
-One environment per module; ``registry.py`` finds them by kind.
+One environment per module; ``registry.py`` finds them by kind and rebuilds them
+from specs; ``tests/environments/contract.py`` is the contract every one passes.
 """
 
 from __future__ import annotations
 
+import abc
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from headwater.core.labels import check_labels
 
 if TYPE_CHECKING:
     from headwater.core.flow import Flow
@@ -24,20 +31,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger("headwater.environment")
 
 
-def check_labels(labels: Iterable[str] | None, owner: str) -> set[str]:
-    """Labels as a set of non-empty strings, or a ValueError naming the bad ones."""
-    if labels is None:
-        return set()
-    if isinstance(labels, str):
-        raise ValueError(f"{owner}: labels must be a list of strings like ['dev'], not the string {labels!r}")
-    bad = [label for label in labels if not isinstance(label, str) or not label.strip()]
-    if bad:
-        raise ValueError(f"{owner}: labels must be non-empty strings, not {bad!r}")
-    return set(labels)
-
-
-class Environment:
+class Environment(abc.ABC):  # noqa: B024 (every hook has a default; see the docstring)
     """Base environment: runs the flow in this process with ``executor``.
+
+    Every hook has a default, so the base itself runs a flow in place (as the
+    documented system's did) and a subclass overrides only what differs: usually
+    :meth:`execute` (start the next hop) and :meth:`setup`.
 
     Args:
         labels: labels agents must carry to run this flow.
@@ -46,8 +45,8 @@ class Environment:
         metadata: free-form JSON recorded in the spec (e.g. an image name).
     """
 
-    #: the registry key, and ``serialize()["kind"]``.
-    kind: ClassVar[str] = "base"
+    #: spec keys that are not constructor arguments (what the spec reports, e.g. ``built``).
+    spec_only: ClassVar[tuple[str, ...]] = ()
     #: modules this environment imports where the flow runs; a flow image's healthcheck
     #: imports them (and its executor's ``dependencies``).
     dependencies: ClassVar[tuple[str, ...]] = ()
@@ -60,7 +59,7 @@ class Environment:
         metadata: dict[str, Any] | None = None,
     ) -> None:
         name = type(self).__name__
-        self.labels = check_labels(labels, name)
+        self.labels: set[str] = set(check_labels(labels, name))
         for hook, value in (("on_start", on_start), ("on_exit", on_exit)):
             if value is not None and not callable(value):
                 raise TypeError(f"{name}: {hook} must be a function, not {type(value).__name__}")
@@ -82,10 +81,10 @@ class Environment:
         """Prepare infrastructure for the flow (a cluster, a job spec). Default: nothing."""
 
     def execute(self, flow: Flow, **runner_kwargs: Any) -> State | None:
-        """Run the flow, here (the default) or by starting the next hop.
+        """Run the flow, here (the default, through :meth:`run`) or by starting the next hop (return None).
 
-        ``runner_kwargs`` go to the flow runner (``parameters``, ``flow_run_id``,
-        ``run_name``, ``state_handlers``, ``context``).
+        The flow-run process calls ``execute(flow)``; ``runner_kwargs`` are for
+        callers that run a flow by hand (``parameters``, ``flow_run_id``, ...).
         """
         return self.run(flow, **runner_kwargs)
 
@@ -112,7 +111,11 @@ class Environment:
     def run(self, flow: Flow, **runner_kwargs: Any) -> State:
         """``on_start()`` → the flow with this environment's executor → ``on_exit()``.
 
-        A callback's exception is logged and fails the run with its message.
+        In a flow-run process the run's arguments come from the deployment
+        (``headwater.engine.context.deployed``); ``runner_kwargs`` (``parameters``,
+        ``flow_run_id``, ``run_name``, ``state_handlers``, ``context``, ``executor``)
+        add to or override them. A callback's exception is logged and fails the run
+        with its message.
         """
         from headwater.core.state import Failed
         from headwater.engine.flow_runner import run_flow
@@ -155,12 +158,53 @@ class Environment:
             raise
 
     def serialize(self) -> dict[str, Any]:
-        """The complete JSON spec: kind, labels, metadata, executor, and the environment's own args."""
+        """The complete JSON spec: kind, labels, metadata, executor, and the environment's own args.
+
+        The kind is the registered one, or the class's import path for a class of
+        the user's own (``registry.py``); :meth:`from_spec` builds it again.
+        """
+        from headwater.environments.registry import registry
+
         executor = self.executor
         return {
-            "kind": self.kind,
+            "kind": registry.kind_of(type(self)),
             "labels": sorted(self.labels),
             "metadata": self.metadata,
-            "executor": executor.spec() if executor is not None else None,
+            "executor": executor.serialize() if executor is not None else None,
             **self.spec_args(),
         }
+
+    @classmethod
+    def spec_to_args(cls, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """The constructor arguments in a spec: its keys but ``kind`` and :attr:`spec_only`, the
+        executor's spec built into an executor when the constructor takes one (else left out)."""
+        from headwater.plugins import constructor_params
+
+        args = {k: v for k, v in spec.items() if k != "kind" and k not in cls.spec_only}
+        executor = args.pop("executor", None)
+        accepted, _ = constructor_params(cls)
+        if executor is not None and (accepted is None or "executor" in accepted):
+            from headwater.executors.registry import executor_from_spec
+
+            args["executor"] = executor_from_spec(executor)
+        return args
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> Environment:
+        """Build an environment of this class from :meth:`serialize`'s output (no callables, no flow).
+
+        Raises:
+            PluginError: the spec has keys the constructor doesn't take, lacks required
+                ones, or its values don't fit; the message names them.
+        """
+        from headwater.plugins import PluginError, spec_args_problem
+
+        kind = str(spec.get("kind", cls.__name__))
+        args = cls.spec_to_args(spec)
+        problem = spec_args_problem(cls, args, "environment", kind)
+        if problem:
+            raise PluginError(problem)
+        try:
+            return cls(**args)
+        except (TypeError, ValueError) as exc:
+            raise PluginError(f"environment spec of kind {kind!r} doesn't fit {cls.__name__}: {exc}") from exc

@@ -18,7 +18,9 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from headwater.core.run_states import FINISHED, FlowRunState
 from headwater.core.state import STATES, Cancelled, Failed, Running, State
+from headwater.engine.context import deployed
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -27,12 +29,11 @@ if TYPE_CHECKING:
     from headwater.config import Settings
     from headwater.core.flow import Flow
     from headwater.engine.reporting import ApiReporter
+    from headwater.environments.base import Environment
     from headwater.schemas.flow_runs import FlowRun
     from headwater.schemas.flows import FlowMetadata
 
 logger = logging.getLogger("headwater.execution")
-
-FINISHED = frozenset({"Success", "Failed", "Cancelled"})
 
 MISSING_RUN_ID = (
     "HEADWATER__CONTEXT__FLOW_RUN_ID is not set: this runs inside a flow-run process started by an agent, "
@@ -125,16 +126,16 @@ def _start(api: Client, run: FlowRun, second_hop: bool) -> int | State:
             note += "nothing ran"
             _note(api, run.id, note)
             return STATES[run.state](note)
-        if run.state == "Cancelling":
+        if run.state == FlowRunState.CANCELLING:
             note = "the flow run was cancelled before it started; nothing ran"
             try:
-                api.set_flow_run_state(run.id, "Cancelled", version=run.version, message=note)
+                api.set_flow_run_state(run.id, FlowRunState.CANCELLED, version=run.version, message=note)
             except ConflictError:
                 run = api.get_flow_run(run.id)
                 continue
             _note(api, run.id, note)
             return Cancelled(note)
-        if run.state == "Running":
+        if run.state == FlowRunState.RUNNING:
             if second_hop:
                 return run.version
             raise ExecutionError(
@@ -142,13 +143,13 @@ def _start(api: Client, run: FlowRun, second_hop: bool) -> int | State:
                 "own starts only for a Submitted run; the second hop of an environment sets "
                 "HEADWATER__CONTEXT__SECOND_HOP=true"
             )
-        if run.state != "Submitted":
+        if run.state != FlowRunState.SUBMITTED:
             raise ExecutionError(
                 f"flow run {run.id} is {run.state}, not Submitted: no agent has claimed it. Runs start "
                 "through an agent whose labels match the run's (see `headwater explain RUN`)"
             )
         try:
-            return api.set_flow_run_state(run.id, "Running", version=run.version).version
+            return api.set_flow_run_state(run.id, FlowRunState.RUNNING, version=run.version).version
         except ConflictError:  # moved meanwhile (e.g. cancelled): look again
             run = api.get_flow_run(run.id)
     raise ExecutionError(f"flow run {run.id} kept changing while this process tried to start it; it was left as is")
@@ -193,14 +194,20 @@ def _load_and_execute(api: Client, run: FlowRun, reporter: ApiReporter, settings
             "state_handlers": [reporter],
             "context": {"secrets": secrets} if secrets else None,
         }
-        if settings.context.second_hop:
-            stage = f"running flow {flow.name!r} with {environment!r}"
-            state: State | None = environment.run(flow, **runner_kwargs)
-        else:
-            stage = f"setting up {environment!r} for flow {flow.name!r}"
-            environment.setup(flow)
-            stage = f"running flow {flow.name!r} with {environment!r}"
-            state = environment.execute(flow, **runner_kwargs)
+        # The documented signatures: setup(flow), execute(flow), run(flow). The run's own
+        # arguments reach the flow runner through the deployment (engine/context.py).
+        with deployed(flow.name, **runner_kwargs) as deployment:
+            if settings.context.second_hop:
+                stage = f"running flow {flow.name!r} with {environment!r}"
+                returned = environment.run(flow)
+            else:
+                stage = f"setting up {environment!r} for flow {flow.name!r}"
+                environment.setup(flow)
+                stage = f"running flow {flow.name!r} with {environment!r}"
+                returned = environment.execute(flow)
+        # execute() may return None (as documented) after running the flow here: the
+        # deployment holds the state the flow runner ended in.
+        state: State | None = returned if isinstance(returned, State) else deployment.final_state
     except Exception as exc:
         reason = f"{stage} failed: {type(exc).__name__}: {exc}"
         logger.error("%s", reason, exc_info=not isinstance(exc, (StorageError, ExecutionError)))
@@ -212,7 +219,8 @@ def _load_and_execute(api: Client, run: FlowRun, reporter: ApiReporter, settings
     return state
 
 
-def _default_environment() -> Any:
+def _default_environment() -> Environment:
+    """The environment of a flow that has none: chosen here, where its run starts."""
     from headwater.environments.local import LocalEnvironment
 
     return LocalEnvironment()

@@ -46,6 +46,7 @@ class LocalEnvironment(Environment):
     """
 
     kind = "local"
+    spec_only = ("built",)
 
     def __init__(
         self,

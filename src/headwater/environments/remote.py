@@ -6,7 +6,7 @@ of an existing scheduler; the path and kwargs are JSON, so the spec is complete.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from headwater.environments.base import Environment
@@ -58,3 +58,10 @@ class RemoteEnvironment(Environment):
 
     def spec_args(self) -> dict[str, Any]:
         return {"executor_path": self.executor_path, "executor_kwargs": self.executor_kwargs}
+
+    @classmethod
+    def spec_to_args(cls, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """The executor comes back from its import path (``executor_path``); ``executor`` only reports it."""
+        args = {k: v for k, v in spec.items() if k not in ("kind", "executor", "executor_path")}
+        args["executor"] = spec.get("executor_path")
+        return args

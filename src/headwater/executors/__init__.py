@@ -1,4 +1,9 @@
-"""Executors: where a flow's tasks run. Dask-based ones import Dask only when used."""
+"""Executors: where a flow's tasks run. Dask-based ones import Dask only when used.
+
+The contract is ``base.py`` (an ABC: ``start``, ``submit``, ``wait``); kinds and
+specs are ``registry.py``; one backend per module (``local.py``, ``local_dask.py``,
+``dask.py``).
+"""
 
 from __future__ import annotations
 
@@ -6,21 +11,27 @@ from typing import TYPE_CHECKING, Any
 
 from headwater.executors.base import Executor, executor_from_path
 from headwater.executors.local import LocalExecutor
+from headwater.executors.registry import executor_from_spec, get_executor_class, register_executor, registry
 
 if TYPE_CHECKING:
     from headwater.executors.dask import DaskExecutor
     from headwater.executors.local_dask import LocalDaskExecutor
 
-__all__ = ["DaskExecutor", "Executor", "LocalDaskExecutor", "LocalExecutor", "executor_from_path"]
+__all__ = [
+    "DaskExecutor",
+    "Executor",
+    "LocalDaskExecutor",
+    "LocalExecutor",
+    "executor_from_path",
+    "executor_from_spec",
+    "get_executor_class",
+    "register_executor",
+]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "DaskExecutor":
-        from headwater.executors.dask import DaskExecutor
-
-        return DaskExecutor
-    if name == "LocalDaskExecutor":
-        from headwater.executors.local_dask import LocalDaskExecutor
-
-        return LocalDaskExecutor
-    raise AttributeError(f"module 'headwater.executors' has no attribute {name!r}")
+    """``DaskExecutor``, ``LocalDaskExecutor``: imported on first use, through the registry."""
+    kind = registry.kind_of_class_name(name)
+    if kind is None:
+        raise AttributeError(f"module 'headwater.executors' has no attribute {name!r}")
+    return registry.get_class(kind)

@@ -6,6 +6,11 @@ dependency. ``wait`` builds the graph in Dask's documented task-tuple format
 in one pass — far cheaper than a ``dask.delayed`` object per call — so the
 scheduler gets the whole flow in one message and runs independent tasks in
 parallel.
+
+Submitted work runs once: the first ``wait`` computes every call submitted so
+far (as futures of other executors would have run anyway), and keeps the
+results; a later ``wait`` computes only what was submitted since, with the
+results it already has as constants, and answers the rest from them.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import functools
 import uuid
 from collections.abc import Callable
 from typing import Any
+
+from headwater.executors.base import leaves, map_structure
 
 
 class Pending:
@@ -40,11 +47,21 @@ def _arg(value: Any) -> Any:
     return value
 
 
+def _given(value: Any) -> Any:
+    return value
+
+
+def _is_pending(value: Any) -> bool:
+    return isinstance(value, Pending)
+
+
 class GraphBuilder:
     """The calls of one run, turned into a Dask graph when waited on."""
 
     def __init__(self) -> None:
         self.graph: dict[str, tuple[Any, ...]] = {}
+        #: results of the calls computed by earlier waits, by key.
+        self.results: dict[str, Any] = {}
         self._run = uuid.uuid4().hex[:12]
         self._count = 0
 
@@ -59,17 +76,20 @@ class GraphBuilder:
         self.graph[name] = task
         return Pending(name, task)
 
-    def keys(self, futures: Any) -> Any:
-        """The graph keys in the shape of ``futures`` (a Pending, or a list/dict of them)."""
-        if isinstance(futures, Pending):
-            return futures.key
-        if isinstance(futures, dict):
-            return [self.keys(v) for v in futures.values()]
-        return [self.keys(f) for f in futures]
+    def wait(self, futures: Any, compute: Callable[[dict[str, Any], list[str]], list[Any]]) -> Any:
+        """The results of ``futures`` (any structure), computing what no earlier wait computed.
 
-    @staticmethod
-    def reshape(futures: Any, results: Any) -> Any:
-        """Put ``results`` (from :meth:`keys`' shape) back into the shape of ``futures``."""
-        if isinstance(futures, dict):
-            return dict(zip(futures, results, strict=True))
-        return results
+        ``compute(graph, keys)`` runs a graph on the executor's scheduler and returns
+        the values of ``keys`` in order.
+        """
+        wanted = [f for f in leaves(futures, _is_pending) if f.key not in self.results]
+        if wanted:
+            foreign = [f.key for f in wanted if f.key not in self.graph]
+            if foreign:
+                raise ValueError(f"wait got futures this executor's run did not submit: {', '.join(foreign)}")
+            todo = [k for k in self.graph if k not in self.results]
+            graph: dict[str, Any] = {k: self.graph[k] for k in todo}
+            for done, value in self.results.items():  # computed before: constants, not run again
+                graph[done] = (functools.partial(_given, value),)
+            self.results.update(zip(todo, compute(graph, todo), strict=True))
+        return map_structure(lambda f: self.results[f.key], futures, _is_pending)

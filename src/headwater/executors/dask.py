@@ -122,7 +122,16 @@ class DaskExecutor(Executor):
         return self._builder.submit(fn, args, kwargs, key)
 
     def wait(self, futures: Any) -> Any:
+        return self._builder.wait(futures, self._compute)
+
+    def _compute(self, graph: dict[str, Any], keys: list[str]) -> list[Any]:
         if self.client is None:
             raise RuntimeError("DaskExecutor.wait was called outside `with executor.start():`")
-        results = self.client.get(self._builder.graph, self._builder.keys(futures), sync=True)
-        return GraphBuilder.reshape(futures, results)
+        return list(self.client.get(graph, keys, sync=True))
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the executor's arguments, not its live client or the calls of a run."""
+        state = dict(self.__dict__)
+        state["client"] = None
+        state["_builder"] = GraphBuilder()
+        return state

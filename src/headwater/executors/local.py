@@ -11,7 +11,9 @@ from headwater.executors.base import Executor
 class LocalExecutor(Executor):
     """Runs tasks in order in this process. ``submit`` returns the result itself.
 
-    The simplest and cheapest executor: no threads, no pickling.
+    The simplest and cheapest executor: no threads, no pickling. Since a
+    submitted call has run by the time ``submit`` returns, ``wait`` gives back
+    what it is given.
     """
 
     def __init__(self) -> None:

@@ -9,25 +9,38 @@ from typing import Any
 from headwater.executors._graph import GraphBuilder
 from headwater.executors.base import Executor
 
-_SCHEDULERS = ("threads", "processes", "synchronous")
+#: Dask's names for its local schedulers (any case) → the one this executor reports.
+SCHEDULERS = {
+    "threads": "threads",
+    "threading": "threads",
+    "processes": "processes",
+    "multiprocessing": "processes",
+    "synchronous": "synchronous",
+    "sync": "synchronous",
+    "single-threaded": "synchronous",
+}
 
 
 class LocalDaskExecutor(Executor):
     """Runs independent tasks in parallel with Dask's local scheduler.
 
     Args:
-        scheduler: ``"threads"`` (default), ``"processes"`` or ``"synchronous"``.
+        scheduler: ``"threads"`` (default), ``"processes"`` or ``"synchronous"``, or any
+            other name Dask gives these (``"threading"``, ``"multiprocessing"``, ``"sync"``,
+            ``"single-threaded"``), in any case.
         num_workers: threads or processes to use; default the machine's core count.
     """
 
     dependencies = ("dask",)
 
     def __init__(self, scheduler: str = "threads", num_workers: int | None = None) -> None:
-        if scheduler not in _SCHEDULERS:
+        name = SCHEDULERS.get(scheduler.lower()) if isinstance(scheduler, str) else None
+        if name is None:
             raise ValueError(
-                f"LocalDaskExecutor scheduler must be one of {', '.join(_SCHEDULERS)}, "
+                f"LocalDaskExecutor scheduler must be one of {', '.join(SCHEDULERS)} (any case), "
                 f"not {scheduler!r}"
             )
+        scheduler = name
         if num_workers is not None and (
             isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1
         ):
@@ -56,20 +69,19 @@ class LocalDaskExecutor(Executor):
         return self._builder.submit(fn, args, kwargs, key)
 
     def wait(self, futures: Any) -> Any:
-        keys = self._builder.keys(futures)
-        graph = self._builder.graph
+        return self._builder.wait(futures, self._compute)
+
+    def _compute(self, graph: dict[str, Any], keys: list[str]) -> list[Any]:
         if self.scheduler == "synchronous":
             from dask.local import get_sync
 
-            results = get_sync(graph, keys)
-        elif self.scheduler == "threads":
+            return list(get_sync(graph, keys))
+        if self.scheduler == "threads":
             from dask.threaded import get
 
-            results = get(graph, keys, num_workers=self.num_workers)
-        else:
-            from dask.multiprocessing import get as get_processes
+            return list(get(graph, keys, num_workers=self.num_workers))
+        from dask.multiprocessing import get as get_processes
 
-            # chunksize=1: Dask's default batches up to 6 ready tasks into one process,
-            # which would run a small flow's independent tasks one after another
-            results = get_processes(graph, keys, num_workers=self.num_workers, chunksize=1)
-        return GraphBuilder.reshape(futures, results)
+        # chunksize=1: Dask's default batches up to 6 ready tasks into one process,
+        # which would run a small flow's independent tasks one after another
+        return list(get_processes(graph, keys, num_workers=self.num_workers, chunksize=1))

@@ -7,16 +7,17 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from headwater.core.labels import MAX_LABEL_LENGTH, check_labels
+
+__all__ = ["MAX_LABEL_LENGTH", "ErrorBody", "Health", "Labels", "Model", "Name", "check_labels", "utcnow"]
+
 
 def _labels(value: list[str]) -> list[str]:
-    bad = [label for label in value if not label.strip()]
-    if bad:
-        raise ValueError(f"labels must be non-empty strings, not {bad!r}")
-    return sorted(set(value))
+    return sorted(check_labels(value))
 
 
-#: A set of labels on the wire: non-empty strings, sorted, without repeats.
-Labels = Annotated[list[Annotated[str, Field(max_length=200)]], AfterValidator(_labels)]
+#: A set of labels on the wire: the one label rule (``check_labels``), sorted, without repeats.
+Labels = Annotated[list[Annotated[str, Field(max_length=MAX_LABEL_LENGTH)]], AfterValidator(_labels)]
 
 #: A name of a project, flow, agent or token.
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]

@@ -7,19 +7,13 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from headwater.core.run_states import FINISHED, FlowRunState
 from headwater.schemas.common import Labels, Model, Name
 
-#: Flow-run states the API knows; the server's transition rules are in server/models/transitions.py.
-FLOW_RUN_STATES = (
-    "Scheduled",
-    "Submitted",
-    "Running",
-    "Cancelling",
-    "Success",
-    "Failed",
-    "Cancelled",
-)
-FINISHED_STATES = frozenset({"Success", "Failed", "Cancelled"})
+#: Flow-run states the API knows, in the order a run goes through them; the server's transition
+#: rules are in server/models/transitions.py. FINISHED_STATES: the ones a run never leaves.
+FLOW_RUN_STATES: tuple[FlowRunState, ...] = tuple(FlowRunState)
+FINISHED_STATES = FINISHED
 
 
 class FlowRunCreate(Model):

@@ -75,7 +75,7 @@ class FlowMetadata(BaseModel):
     reference_tasks: list[str] = Field(default_factory=list)
     storage: dict[str, Any] | None = Field(None, description="The storage spec ({'kind': ...}).")
     environment: dict[str, Any] | None = Field(None, description="The environment spec.")
-    executor: dict[str, Any] | None = Field(None, description="flow.executor as {'class', 'kwargs'}.")
+    executor: dict[str, Any] | None = Field(None, description="flow.executor's spec ({'kind': ...}).")
     schedule: dict[str, Any] | None = None
     labels: Labels = Field(default_factory=list, description="Environment and storage labels.")
 

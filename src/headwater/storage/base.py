@@ -14,27 +14,12 @@ found by kind through ``registry.py``, which also rebuilds a storage from its sp
 from __future__ import annotations
 
 import abc
-import inspect
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from headwater.core.flow import Flow
+from headwater.core.labels import check_labels, check_strings
 from headwater.storage.errors import StorageError
-
-
-def _names(values: Iterable[str] | None, what: str) -> list[str]:
-    """A list of distinct non-empty strings, in order (``labels``, ``secrets``)."""
-    if values is None:
-        return []
-    if isinstance(values, str) or not isinstance(values, Iterable):
-        raise StorageError(f"{what} must be a list of strings like ['dev'], not {values!r}")
-    names: list[str] = []
-    for value in values:
-        if not isinstance(value, str) or not value.strip():
-            raise StorageError(f"{what} must be non-empty strings, not {value!r}")
-        if value not in names:
-            names.append(value)
-    return names
 
 
 class Storage(abc.ABC):
@@ -63,8 +48,8 @@ class Storage(abc.ABC):
         add_default_labels: bool = True,
         stored_as_script: bool = False,
     ) -> None:
-        self.secrets: list[str] = _names(secrets, "secrets")
-        self._labels = _names(labels, "labels")
+        self.secrets: list[str] = check_strings(secrets, "secrets", type(self).__name__, StorageError)
+        self._labels = check_labels(labels, type(self).__name__, StorageError)
         self.add_default_labels = bool(add_default_labels)
         self.stored_as_script = bool(stored_as_script)
         #: each flow's name → its location (a path, a key, a module), set by add_flow.
@@ -211,7 +196,9 @@ class Storage(abc.ABC):
         ``headwater.storage.storage_from_spec`` rebuilds the storage from it.
         It holds names of secrets, never credentials.
         """
-        spec: dict[str, Any] = {"kind": self.kind, **self.spec_args()}
+        from headwater.storage.registry import registry
+
+        spec: dict[str, Any] = {"kind": registry.kind_of(type(self)), **self.spec_args()}
         if self.flows_in_spec:
             spec["flows"] = dict(self.flows)
         return spec
@@ -224,23 +211,15 @@ class Storage(abc.ABC):
             StorageError: the spec has keys the constructor doesn't take, lacks
                 required ones, or has bad values; the message names them.
         """
+        from headwater.plugins import spec_args_problem
+
         kind = spec.get("kind", cls.kind)
         args = {k: v for k, v in spec.items() if k not in ("kind", "flows")}
-        accepted, required = _constructor_params(cls)
-        bad = sorted(set(args) - accepted) if accepted is not None else []
-        if "flows" in spec and not cls.flows_in_spec:
-            bad.append("flows")
-        if bad:
-            takes = ", ".join(sorted(accepted or ()))
-            raise StorageError(
-                f"storage spec of kind {kind!r} has key(s) {_quoted(bad)} that {cls.__name__} "
-                f"does not take (it takes: kind, {takes}{', flows' if cls.flows_in_spec else ''})"
-            )
-        missing = sorted(required - set(args))
-        if missing:
-            raise StorageError(
-                f"storage spec of kind {kind!r} lacks required key(s) {_quoted(missing)} of {cls.__name__}"
-            )
+        problem = spec_args_problem(cls, args, "storage", kind, also=("flows",) if cls.flows_in_spec else ())
+        if problem is None and "flows" in spec and not cls.flows_in_spec:
+            problem = f"storage spec of kind {kind!r} has key(s) 'flows' that {cls.__name__} does not take"
+        if problem:
+            raise StorageError(problem)
         flows = spec.get("flows") or {}
         if not isinstance(flows, Mapping) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in flows.items()
@@ -256,29 +235,3 @@ class Storage(abc.ABC):
 
 def _quoted(names: Iterable[str]) -> str:
     return ", ".join(repr(n) for n in names) or "none"
-
-
-def _constructor_params(cls: type) -> tuple[set[str] | None, set[str]]:
-    """Keyword names ``cls(...)`` takes and those it requires, following ``**kwargs`` up the MRO.
-
-    The first set is None when no class in the chain names its keywords (anything goes).
-    """
-    accepted: set[str] = set()
-    required: set[str] = set()
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        if klass is object:
-            return None, required
-        passes_on = False
-        for param in list(inspect.signature(init).parameters.values())[1:]:
-            if param.kind is inspect.Parameter.VAR_KEYWORD:
-                passes_on = True
-            elif param.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
-                accepted.add(param.name)
-                if param.default is inspect.Parameter.empty:
-                    required.add(param.name)
-        if not passes_on:
-            break
-    return accepted, required

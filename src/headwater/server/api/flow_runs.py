@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
+from headwater.core.run_states import FlowRunState
 from headwater.schemas.flow_runs import Explain, FlowRun, FlowRunCreate, FlowRunPage, SetState
 from headwater.server.deps import AGENT, USER, db
 from headwater.server.models import flow_runs
@@ -63,7 +64,7 @@ def set_flow_run_state(flow_run_id: str, body: SetState, request: Request) -> Fl
     """Propose a state; 409 when the rules forbid the move or ``version`` is stale."""
     with db(request) as session:
         run = flow_runs.set_flow_run_state(session, flow_run_id, body)
-        if run.state == "Scheduled":
+        if run.state == FlowRunState.SCHEDULED:
             request.app.state.notifier.notify()
         return run
 

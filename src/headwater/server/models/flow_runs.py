@@ -13,8 +13,8 @@ from sqlalchemy import Select, Table, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from headwater.core.run_states import FINISHED, FlowRunState
 from headwater.schemas.flow_runs import (
-    FINISHED_STATES,
     Explain,
     ExplainAgent,
     FlowRun,
@@ -130,7 +130,7 @@ def create_flow_run(session: Session, body: FlowRunCreate) -> FlowRun:
         "id": run_id,
         "flow_id": flow.id,
         "run_name": body.run_name or f"{flow.name}-{run_id[:8]}",
-        "state": "Scheduled",
+        "state": FlowRunState.SCHEDULED,
         "state_message": None,
         "version": 1,
         "labels": list(body.labels) if body.labels is not None else list(flow.labels),
@@ -209,9 +209,9 @@ def _move(row: FlowRunRow, state: str, message: str | None, now: datetime.dateti
     row.state_message = message
     row.version += 1
     row.updated = now
-    if state == "Running" and row.start_time is None:
+    if state == FlowRunState.RUNNING and row.start_time is None:
         row.start_time = now
-    if state in FINISHED_STATES:
+    if state in FINISHED:
         row.end_time = now
 
 
@@ -226,10 +226,10 @@ def set_flow_run_state(session: Session, flow_run_id: str, body: SetState) -> Fl
     check_transition(row.state, body.state)
     now = utcnow()
     _move(row, body.state, body.message, now)
-    if body.state == "Scheduled":  # put back by its agent
+    if body.state == FlowRunState.SCHEDULED:  # put back by its agent
         row.agent_id = None
         row.submitted_at = None
-    if body.state == "Running":
+    if body.state == FlowRunState.RUNNING:
         row.heartbeat = now
     session.commit()
     return get_flow_run(session, flow_run_id)
@@ -295,7 +295,7 @@ def explain(session: Session, flow_run_id: str, seen_within: float) -> Explain:
         message = f"{sum(v.can_run for v in verdicts)} live agent(s) can take this run"
     else:
         message = "no live agent can take this run: " + "; ".join(f"{v.name}: {v.reason}" for v in verdicts)
-    if run.state != "Scheduled":
+    if run.state != FlowRunState.SCHEDULED:
         message = f"the run is {run.state} (only Scheduled runs are claimed). " + message
     return Explain(
         flow_run_id=run.id, state=run.state, labels=run.labels, matched=matched, message=message, agents=verdicts

@@ -16,6 +16,7 @@ import datetime
 from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import Session
 
+from headwater.core.run_states import FlowRunState
 from headwater.schemas.flow_runs import FlowRun
 from headwater.server.database.orm import AgentRow, FlowRunLabelRow, FlowRunRow
 from headwater.server.models.common import get_or_404, utcnow
@@ -41,7 +42,7 @@ def claim(session: Session, agent_id: str, labels: list[str], limit: int) -> lis
         agent.labels = list(labels)
     candidates = (
         select(FlowRunRow.id)
-        .where(FlowRunRow.state == "Scheduled", FlowRunRow.scheduled_start_time <= now, label_match(labels))
+        .where(FlowRunRow.state == FlowRunState.SCHEDULED, FlowRunRow.scheduled_start_time <= now, label_match(labels))
         .order_by(FlowRunRow.scheduled_start_time, FlowRunRow.created, FlowRunRow.id)
         .limit(limit)
     )
@@ -51,9 +52,9 @@ def claim(session: Session, agent_id: str, labels: list[str], limit: int) -> lis
     if ids:
         session.execute(
             update(FlowRunRow)
-            .where(FlowRunRow.id.in_(ids), FlowRunRow.state == "Scheduled")
+            .where(FlowRunRow.id.in_(ids), FlowRunRow.state == FlowRunState.SCHEDULED)
             .values(
-                state="Submitted",
+                state=FlowRunState.SUBMITTED,
                 state_message=f"claimed by agent {agent.name!r}",
                 agent_id=agent_id,
                 submitted_at=now,
@@ -68,5 +69,7 @@ def claim(session: Session, agent_id: str, labels: list[str], limit: int) -> lis
 def next_due(session: Session, labels: list[str]) -> datetime.datetime | None:
     """When the earliest future Scheduled run these labels match becomes due, if any."""
     return session.scalar(
-        select(func.min(FlowRunRow.scheduled_start_time)).where(FlowRunRow.state == "Scheduled", label_match(labels))
+        select(func.min(FlowRunRow.scheduled_start_time)).where(
+            FlowRunRow.state == FlowRunState.SCHEDULED, label_match(labels)
+        )
     )

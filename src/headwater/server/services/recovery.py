@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from headwater.config.settings import ServerSettings
+from headwater.core.run_states import HELD, FlowRunState
 from headwater.server.database.orm import FlowRunRow
 from headwater.server.models.common import utcnow
 from headwater.server.models.flow_runs import add_log
@@ -30,31 +31,31 @@ def sweep(session: Session, timeout: float, max_reschedules: int) -> list[tuple[
     cutoff = now - datetime.timedelta(seconds=timeout)
     last_sign = func.coalesce(FlowRunRow.heartbeat, FlowRunRow.submitted_at, FlowRunRow.updated)
     lost = session.scalars(
-        select(FlowRunRow).where(FlowRunRow.state.in_(("Submitted", "Running", "Cancelling")), last_sign < cutoff)
+        select(FlowRunRow).where(FlowRunRow.state.in_(sorted(HELD)), last_sign < cutoff)
     ).all()
-    moved = []
+    moved: list[tuple[str, str]] = []
     for row in lost:
         seen = row.heartbeat or row.submitted_at or row.updated
         why = (
             f"no heartbeat from the flow run's process since {seen:%Y-%m-%d %H:%M:%S} UTC "
             f"(timeout {timeout:g}s, it was {row.state} on agent {row.agent_id})"
         )
-        if row.state != "Cancelling" and row.reschedule_count < max_reschedules:
+        if row.state != FlowRunState.CANCELLING and row.reschedule_count < max_reschedules:
             row.reschedule_count += 1
-            new_state = "Scheduled"
+            new_state = FlowRunState.SCHEDULED
             message = f"{why}; rescheduled ({row.reschedule_count} of {max_reschedules})"
             row.agent_id, row.submitted_at, row.heartbeat = None, None, None
             row.scheduled_start_time = now
-        elif row.state == "Cancelling":
-            new_state, message = "Cancelled", f"{why}; it was being cancelled, so it is Cancelled"
+        elif row.state == FlowRunState.CANCELLING:
+            new_state, message = FlowRunState.CANCELLED, f"{why}; it was being cancelled, so it is Cancelled"
         else:
-            new_state = "Failed"
+            new_state = FlowRunState.FAILED
             message = f"{why}; rescheduled {row.reschedule_count} time(s) already (the most allowed), so it Failed"
             row.end_time = now
         row.state, row.state_message = new_state, message
         row.version += 1
         row.updated = now
-        add_log(session, row.id, "WARNING" if new_state == "Scheduled" else "ERROR", message, logger.name)
+        add_log(session, row.id, "WARNING" if new_state == FlowRunState.SCHEDULED else "ERROR", message, logger.name)
         logger.warning("flow run %s: %s", row.id, message)
         moved.append((row.id, new_state))
     session.commit()
@@ -83,7 +84,7 @@ class RecoveryService:
             try:
                 with self._sessions() as session:
                     moved = sweep(session, self._settings.heartbeat_timeout, self._settings.max_reschedules)
-                if any(state == "Scheduled" for _, state in moved):
+                if any(state == FlowRunState.SCHEDULED for _, state in moved):
                     self._on_rescheduled()
             except Exception:  # keep sweeping; the next sweep may succeed
                 logger.exception("recovery sweep failed")
