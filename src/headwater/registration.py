@@ -44,15 +44,13 @@ def check_labels(labels: Iterable[str] | None) -> list[str]:
     return sorted(_check_labels(labels, "flow.register", RegistrationError))
 
 
-def _storage_for(flow: Flow, storage_kwargs: dict[str, Any], build: bool) -> Storage:
+def _storage_for(flow: Flow, storage_kwargs: dict[str, Any], build: bool, default_kind: str) -> Storage:
     """The storage to add the flow to: its own, a fresh copy of it if the flow is in it already, or the
-    default: the environment's ``default_storage()`` if it gives one, else Local."""
-    from headwater.storage import Local
-
+    default: the environment's ``default_storage()`` if it gives one, else ``default_kind``'s class."""
     storage = flow.storage
     if storage is None:
         default = flow.environment.default_storage(**storage_kwargs) if flow.environment is not None else None
-        return default if default is not None else Local(**storage_kwargs)
+        return default if default is not None else _default_storage(default_kind, storage_kwargs)
     if storage_kwargs:
         raise RegistrationError(
             f"storage arguments {sorted(storage_kwargs)} are for the default storage, but flow "
@@ -62,6 +60,29 @@ def _storage_for(flow: Flow, storage_kwargs: dict[str, Any], build: bool) -> Sto
         # registered before in this process: a storage holds one flow per name, so use a fresh one
         storage = storage.for_new_version(rebuild=build)
     return storage  # type: ignore[no-any-return]
+
+
+def _default_storage(kind: str, storage_kwargs: dict[str, Any]) -> Storage:
+    """A storage of the ``flows.default_storage`` setting's kind (or class path), with ``storage_kwargs``.
+
+    Raises:
+        StorageError: the setting names no storage class (the message names the setting).
+        RegistrationError: ``storage_kwargs`` don't fit that class.
+    """
+    from headwater.storage import StorageError, get_storage_class
+
+    try:
+        cls = get_storage_class(kind)
+    except StorageError as exc:
+        setting = "the flows.default_storage setting (HEADWATER__FLOWS__DEFAULT_STORAGE)"
+        raise type(exc)(f"{setting} is {kind!r}: {exc}") from exc
+    try:
+        return cls(**storage_kwargs)
+    except TypeError as exc:
+        raise RegistrationError(
+            f"flow.register() keeps a flow without storage in {cls.__name__} storage (the flows.default_storage "
+            f"setting is {kind!r}), which does not take these arguments {sorted(storage_kwargs)}: {exc}"
+        ) from exc
 
 
 def _check_project(client: Client, project_name: str) -> None:
@@ -91,8 +112,9 @@ def register_flow(
         labels: labels added to the environment's and storage's labels.
         idempotency_key: registering again with this key returns the same version.
         client: the API client; default ``Client()`` from the settings.
-        **storage_kwargs: arguments of the default storage (``Local``, or the environment's
-            ``default_storage``), when the flow has none.
+        **storage_kwargs: arguments of the default storage, when the flow has none: the
+            environment's ``default_storage``, else the class of the ``flows.default_storage``
+            setting (``HEADWATER__FLOWS__DEFAULT_STORAGE``, default ``local``).
 
     Raises:
         RegistrationError: inside a ``with Flow(...)`` block, bad labels or arguments.
@@ -113,12 +135,14 @@ def register_flow(
     extra_labels = check_labels(labels)
     flow.serialize()  # validates the graph and the metadata before anything is stored
     from headwater.client import Client
+    from headwater.config import get_settings
 
+    default_kind = get_settings().flows.default_storage
     owned = client is None
     api = Client() if client is None else client
     try:
         _check_project(api, project_name)
-        storage, previous = _storage_for(flow, storage_kwargs, build), flow.storage
+        storage, previous = _storage_for(flow, storage_kwargs, build, default_kind), flow.storage
         problem = flow.environment.storage_problem(storage) if flow.environment is not None else None
         if problem:
             raise RegistrationError(problem)

@@ -136,3 +136,31 @@ def test_a_flow_that_cannot_be_described_stores_nothing(client: Client, project:
 def test_not_a_flow(client: Client, project: str) -> None:
     with pytest.raises(TypeError, match="needs a headwater Flow"):
         client.register("etl", project)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("setting", ["memory", "headwater.storage.memory.Memory"])
+def test_the_default_storage_setting_names_the_storage_of_a_flow_without_one(
+    settings_env, client: Client, project: str, setting: str
+) -> None:
+    settings_env(FLOWS__DEFAULT_STORAGE=setting)
+    flow = make_flow("etl")
+
+    flow_id = register_flow(flow, project, client=client, labels=["mem"])
+
+    assert isinstance(flow.storage, Memory) and "etl" in flow.storage
+    assert client.get_flow(flow_id).metadata.storage["kind"] == "memory"
+
+
+def test_a_bad_default_storage_setting_is_a_clear_error_and_registers_nothing(
+    settings_env, client: Client, project: str
+) -> None:
+    settings_env(FLOWS__DEFAULT_STORAGE="ftp")
+    flow = make_flow("etl")
+    with pytest.raises(StorageError, match=r"HEADWATER__FLOWS__DEFAULT_STORAGE\) is 'ftp': unknown storage kind 'ftp'"):
+        register_flow(flow, project, client=client)
+    assert flow.storage is None and client.list_flows(project_name=project) == []
+
+    settings_env(FLOWS__DEFAULT_STORAGE="memory")
+    with pytest.raises(RegistrationError, match=r"Memory storage \(the flows.default_storage setting is 'memory'\)"):
+        register_flow(flow, project, client=client, directory="/tmp")
+    assert flow.storage is None and client.list_flows(project_name=project) == []

@@ -361,3 +361,29 @@ def test_repr_and_len():
     flow, *_ = diamond()
     assert repr(flow) == "<Flow: 'diamond', 4 tasks>"
     assert len(flow) == 4
+
+
+def test_flows_compare_by_structure_and_stay_hashable():
+    from headwater import Parameter, task
+
+    @task
+    def inc(x):
+        return x + 1
+
+    def build(name="f", extra=False):
+        with Flow(name) as flow:
+            y = inc(inc(Parameter("x", default=1)))
+            if extra:
+                inc(y)
+        return flow
+
+    a, b = build(), build()
+    assert a == b and a is not b and hash(a) == hash(b)
+    assert Flow("empty") == Flow("empty") and Flow("empty") != Flow("other")
+    assert a != build(extra=True)  # another task and edge
+    assert a != build(name="g")
+    c = build()
+    c.set_reference_tasks([t for t in c.tasks if t.slug == "inc-1"])
+    assert a != c  # other reference tasks
+    assert a != "f" and len({a, b, build(name="g")}) == 2
+    assert {a: 1}[b] == 1

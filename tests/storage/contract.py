@@ -110,7 +110,8 @@ class StorageContract:
         storage = self.make_storage(tmp_path)
         assert "etl" not in storage
 
-        location = storage.add_flow(self.make_flow(tmp_path, "etl"))
+        flow = self.make_flow(tmp_path, "etl")
+        location = storage.add_flow(flow)
 
         assert isinstance(location, str) and location
         assert storage.flows == {"etl": location}
@@ -121,6 +122,7 @@ class StorageContract:
         assert 3 not in built
         loaded = built.get_flow("etl")
         assert loaded.name == "etl"
+        assert loaded == flow  # flows compare by structure: the one stored comes back equal
         check_runs(loaded)
 
     def test_get_by_location(self, tmp_path: Path) -> None:

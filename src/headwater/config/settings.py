@@ -106,6 +106,15 @@ class FlowsSettings(BaseModel):
         default_factory=lambda: default_home() / "flows",
         description="Where Local storage keeps flows when no directory is given.",
     )
+    default_storage: str = Field(
+        "local",
+        min_length=1,
+        description=(
+            "The storage flow.register() keeps a flow in when it has none (and its environment names none): a "
+            "storage kind ('local', 's3', ...) or the import path of a Storage class; register()'s extra keyword "
+            "arguments are its constructor arguments."
+        ),
+    )
 
 
 class ServerSettings(BaseModel):

@@ -91,6 +91,27 @@ class Flow:
     def __repr__(self) -> str:
         return f"<Flow: {self.name!r}, {len(self._tasks)} tasks>"
 
+    def __eq__(self, other: object) -> bool:
+        """Flows are equal when their structure is: name, tasks, edges and reference tasks, by task slug.
+
+        So a flow loaded back from storage equals the flow that was stored. Each task
+        is compared by slug, class and name; storage, environment and executor are not
+        part of a flow's structure.
+        """
+        if not isinstance(other, Flow):
+            return NotImplemented
+        return type(self) is type(other) and self._structure() == other._structure()
+
+    def __hash__(self) -> int:
+        # consistent with __eq__ (equal flows share a name); a flow stays usable in sets and as a key
+        return hash((type(self).__name__, self.name))
+
+    def _structure(self) -> tuple[Any, ...]:
+        tasks = {t.slug: (type(t).__qualname__, t.name) for t in self._tasks}
+        edges = {(e.upstream_task.slug, e.downstream_task.slug, e.key) for e in self._edges}
+        reference = {t.slug for t in self.reference_tasks()}
+        return self.name, tasks, edges, reference
+
     def __enter__(self) -> Flow:
         building.push(self)
         return self
