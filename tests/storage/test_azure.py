@@ -77,19 +77,26 @@ def test_pickle_blob_name_is_slug_and_time_and_holds_a_payload(azurite: Azurite)
 
     location = storage.add_flow(build_flow("My ETL/v2"))
 
-    assert location.startswith("my-etl-v2/")
+    # named as S3 and GCS name objects (objects.py): the container's URL, the slug, the time, the suffix
+    assert location.startswith("azure://flows/my-etl-v2/") and location.endswith(".headwater")
     from azure.storage.blob import BlobServiceClient
 
-    blob = BlobServiceClient.from_connection_string(azurite.connection_string).get_blob_client("flows", location)
+    name = location.removeprefix("azure://flows/")
+    blob = BlobServiceClient.from_connection_string(azurite.connection_string).get_blob_client("flows", name)
     document = json.loads(blob.download_blob().readall())
     assert document["flow_name"] == "My ETL/v2"
-    check_runs(storage.get_flow(f"azure://flows/{location}"))
+    check_runs(storage.get_flow(location))
+    # a spec written before locations were URLs names the bare blob: it still loads
+    older = Azure("flows", connection_string=azurite.connection_string)
+    older.flows = {"My ETL/v2": name}
+    check_runs(older.get_flow("My ETL/v2"))
+    check_runs(older.get_flow(name))
 
 
 def test_given_blob_name_is_used(azurite: Azurite) -> None:
     storage = Azure("flows", connection_string=azurite.connection_string, blob_name="fixed/etl.headwater")
 
-    assert storage.add_flow(build_flow("etl")) == "fixed/etl.headwater"
+    assert storage.add_flow(build_flow("etl")) == "azure://flows/fixed/etl.headwater"
     check_runs(Azure("flows", connection_string=azurite.connection_string).get_flow("fixed/etl.headwater"))
 
 
@@ -103,7 +110,7 @@ def test_script_mode_without_path_reads_the_existing_blob(azurite: Azurite, tmp_
     uploader.add_flow(extract_flow_from_file(script))
 
     reader = Azure("flows", connection_string=azurite.connection_string, blob_name=blob, stored_as_script=True)
-    assert reader.add_flow(build_flow("etl")) == blob
+    assert reader.add_flow(build_flow("etl")) == f"azure://flows/{blob}"
     with pytest.raises(StorageError, match=r"flow 'other' is not in flow file azure://flows/scripts/"):
         reader.add_flow(build_flow("other"))
     check_runs(reader.get_flow("etl"))
@@ -146,9 +153,9 @@ def test_a_flow_that_carries_the_storage_is_stored_without_its_connection_string
     storage = Azure("flows", connection_string=azurite.connection_string)
     flow = build_flow("etl")
     flow.storage = storage  # as registration does: the storage is pickled with the flow
-    blob = storage.add_flow(flow)
+    location = storage.add_flow(flow)
 
-    pickled = base64.b64decode(read_document(storage._download(blob))["payload"])
+    pickled = base64.b64decode(read_document(storage._get(location.removeprefix("azure://flows/")))["payload"])
     assert ACCOUNT_KEY.encode() not in pickled and b"AccountKey" not in pickled
     loaded = storage.get_flow("etl")
     assert isinstance(loaded.storage, Azure) and loaded.storage._connection_string is None
@@ -210,9 +217,10 @@ def test_missing_blob_is_a_clear_error_on_get_and_build(azurite: Azurite) -> Non
 
     storage = Azure("flows", connection_string=azurite.connection_string)
     location = storage.add_flow(build_flow("etl"))
-    BlobServiceClient.from_connection_string(azurite.connection_string).get_blob_client("flows", location).delete_blob()
+    name = location.removeprefix("azure://flows/")
+    BlobServiceClient.from_connection_string(azurite.connection_string).get_blob_client("flows", name).delete_blob()
 
-    with pytest.raises(StorageError, match=rf"azure://flows/{location} .*blob does not exist.*register the flow"):
+    with pytest.raises(StorageError, match=rf"{location} .*blob does not exist.*register the flow"):
         storage.get_flow("etl")
     with pytest.raises(StorageError, match=r"blob\(s\) of flow\(s\) 'etl' .* are gone"):
         storage.build()
@@ -232,5 +240,5 @@ def test_unreachable_service_fails_fast() -> None:
 def test_location_of_another_container_is_refused(azurite: Azurite) -> None:
     storage = Azure("flows", connection_string=azurite.connection_string)
 
-    with pytest.raises(StorageError, match=r"azure://other/x is not in .*container 'flows'"):
+    with pytest.raises(StorageError, match=r"azure://other/x is in container 'other', not in Azure storage azure://flows"):
         storage.get_flow("azure://other/x")

@@ -15,7 +15,7 @@ import pytest
 
 from headwater import Flow, task
 from headwater.storage import Local, Storage, StorageError, storage_from_spec
-from headwater.storage.local import slugify
+from headwater.storage.naming import slugify
 from headwater.storage.script import extract_flow_from_file
 
 from .contract import StorageContract, build_flow, check_runs, files_under, flow_script

@@ -150,6 +150,22 @@ def test_script_mode_uploads_the_file(tmp_path: Path, moto: str, objects: Any) -
     check_runs(storage_from_spec(json.loads(json.dumps(storage.serialize()))).get_flow(location))
 
 
+def test_script_mode_without_a_local_file_uses_the_script_already_at_key(moto: str, objects: Any) -> None:
+    objects.put_object(Bucket=BUCKET, Key="scripts/uploaded.py", Body=flow_script(("etl",)).encode())
+    storage = S3(BUCKET, key="scripts/uploaded.py", stored_as_script=True, client_options=_at(moto))
+
+    location = storage.add_flow(build_flow("etl"))
+
+    assert location == f"s3://{BUCKET}/scripts/uploaded.py"
+    check_runs(storage.get_flow("etl"))
+    with pytest.raises(StorageError, match=r"flow 'other' is not in flow file s3://headwater-flows/scripts/uploaded"):
+        storage.add_flow(build_flow("other"))
+    missing = S3(BUCKET, key="scripts/absent.py", stored_as_script=True, client_options=_at(moto))
+    with pytest.raises(StorageError, match=r"can't read the flow file s3://headwater-flows/scripts/absent.py"):
+        missing.add_flow(build_flow("etl"))
+    assert missing.flows == {}
+
+
 def test_a_script_key_is_not_replaced_by_a_file_that_loses_its_flows(tmp_path: Path, moto: str, objects: Any) -> None:
     path = tmp_path / "flows.py"
     path.write_text(flow_script())

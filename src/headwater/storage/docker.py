@@ -27,7 +27,7 @@ from headwater.containers.names import image_reference
 from headwater.core.flow import Flow
 from headwater.storage.base import Storage
 from headwater.storage.errors import StorageError
-from headwater.storage.local import SUFFIX, slugify
+from headwater.storage.naming import SUFFIX, slugify
 
 
 class Docker(Storage):

@@ -4,44 +4,24 @@ Pickle mode (the default) writes each flow as a versioned payload
 (``payload.py``) to ``<directory>/<flow-slug>/<UTC time>-<id>.headwater``,
 atomically: a temporary file in the same folder, then ``os.replace``. Script
 mode (``stored_as_script=True``) keeps only the path of the user's ``.py`` file
-and runs it to load the flow (``script.py``). The contract is ``base.py``.
-:func:`slugify` and :func:`stamp` also name the objects S3 and GCS storage
-(``objects.py``) and Azure storage (``azure.py``) write; Docker storage uses
-:func:`slugify`.
+and runs it to load the flow (``script.py``). The contract is ``base.py``; how
+files are named is ``naming.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import socket
 import tempfile
-import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 from headwater.core.flow import Flow
 from headwater.storage.base import Storage
 from headwater.storage.errors import StorageError
-
-SUFFIX = ".headwater"
-
-
-def slugify(name: str) -> str:
-    """A file-name-safe form of a flow name: ``"My ETL/v2"`` → ``"my-etl-v2"``."""
-    return re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-.") or "flow"
-
-
-def stamp() -> str:
-    """A new flow file's or object's name, ``<UTC time>-<8 hex>`` (``20240131T120000123456Z-1a2b3c4d``).
-
-    Names sort by when they were written, and the random part keeps two writers apart.
-    Local, S3, GCS and Azure storage all name what they write this way.
-    """
-    return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex[:8]}"
+from headwater.storage.naming import SUFFIX, slugify, stamp
 
 
 class Local(Storage):

@@ -1,4 +1,4 @@
-"""The half S3 and GCS storage share: flows kept as objects at keys in a bucket.
+"""The half S3, GCS and Azure storage share: flows kept as objects at keys in a bucket.
 
 :class:`ObjectStorage` does everything that is not a call to the service once —
 checking ``bucket``/``key``/``local_script_path``, naming objects
@@ -6,8 +6,11 @@ checking ``bucket``/``key``/``local_script_path``, naming objects
 one-flow-per-key rule, checking a script builds its flows before uploading it,
 telling a script from a payload when loading, ``<scheme>bucket/key`` locations,
 and ``build``'s check that every flow's object is still there. A backend
-(``s3.py``, ``gcs.py``) adds its SDK calls, its client and the translation of
-its errors, through four hooks. The Storage contract itself is ``base.py``;
+(``s3.py``, ``gcs.py``, ``azure.py``, whose bucket is a container and whose
+objects are blobs) adds its SDK calls, its client and the translation of its
+errors, through four hooks. In script mode the ``.py`` file is uploaded from
+``local_script_path``, or — with a ``key`` and no ``local_script_path`` — the
+object at ``key`` already holds it and is checked to build the flow. The Storage contract itself is ``base.py``;
 payloads are ``payload.py``'s, scripts ``script.py``'s.
 """
 
@@ -22,7 +25,7 @@ from typing import Any, ClassVar
 from headwater.core.flow import Flow
 from headwater.storage.base import Storage
 from headwater.storage.errors import StorageError
-from headwater.storage.local import SUFFIX, slugify, stamp
+from headwater.storage.naming import SUFFIX, slugify, stamp
 
 
 class ObjectStorage(Storage):
@@ -32,8 +35,9 @@ class ObjectStorage(Storage):
         bucket: the bucket's name (it must exist).
         key: the object to write; default ``<flow-slug>/<UTC time>-<id>.headwater``
             (``.py`` in script mode). A pickle-mode ``key`` holds one flow.
-        stored_as_script: upload the flow's ``.py`` file instead of a pickle.
-        local_script_path: the ``.py`` file to upload, with ``stored_as_script=True``.
+        stored_as_script: keep the flow's ``.py`` file instead of a pickle.
+        local_script_path: the ``.py`` file to upload, with ``stored_as_script=True``;
+            without it, ``key`` must name an object that already holds the script.
         secrets: names of secrets flows kept here need.
         labels: labels for the flows' runs.
         add_default_labels: object stores have no default labels; kept for the contract.
@@ -43,6 +47,14 @@ class ObjectStorage(Storage):
     scheme: ClassVar[str] = ""
     #: what the service calls a key, for the error a bad ``key=`` gets.
     key_noun: ClassVar[str] = "object key"
+    #: what the service calls an object and a bucket, in messages.
+    object_noun: ClassVar[str] = "object"
+    bucket_noun: ClassVar[str] = "bucket"
+    #: the constructor's names for ``bucket``, ``key`` and ``local_script_path`` (a backend may say
+    #: ``container``, ``blob_name``, ``path``), for messages and the spec.
+    argument_names: ClassVar[tuple[str, str, str]] = ("bucket", "key", "local_script_path")
+    #: whether a location may be a bare key (older specs of a backend named objects so).
+    bare_keys: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -59,24 +71,29 @@ class ObjectStorage(Storage):
             secrets=secrets, labels=labels, add_default_labels=add_default_labels, stored_as_script=stored_as_script
         )
         name = type(self).__name__
+        _, key_arg, script_arg = self.argument_names
         if not isinstance(bucket, str) or not bucket or "/" in bucket:
             raise StorageError(
-                f"{name} storage needs a bucket name like 'my-flows' (no {self.scheme}, no '/'), not {bucket!r}"
+                f"{name} storage needs a {self.bucket_noun} name like 'my-flows' (no {self.scheme}, no '/'), "
+                f"not {bucket!r}"
             )
         if key is not None and (not isinstance(key, str) or not key.strip("/")):
-            raise StorageError(f"{name} storage key must be an {self.key_noun} like 'flows/etl', not {key!r}")
+            raise StorageError(f"{name} storage {key_arg} must be an {self.key_noun} like 'flows/etl', not {key!r}")
         self.bucket = bucket
         self.key = key.lstrip("/") if key is not None else None
         self.local_script_path: str | None = None
         if local_script_path is not None:
             if not stored_as_script:
                 raise StorageError(
-                    f"{name} storage's local_script_path= is the flow's .py file to upload and needs "
+                    f"{name} storage's {script_arg}= is the flow's .py file to upload and needs "
                     "stored_as_script=True; pickled flows are uploaded without it"
                 )
             self.local_script_path = os.path.abspath(os.path.expanduser(os.fspath(local_script_path)))
-        elif stored_as_script:
-            raise StorageError(f"{name}(stored_as_script=True) needs local_script_path= (the .py file to upload)")
+        elif stored_as_script and self.key is None:
+            raise StorageError(
+                f"{name}(stored_as_script=True) needs {script_arg}= (the .py file to upload), or {key_arg}= "
+                f"naming an {self.object_noun} that already holds it"
+            )
         #: the SDK's client, made by the backend on first use.
         self._client: Any = None
 
@@ -111,19 +128,24 @@ class ObjectStorage(Storage):
 
     def describe(self) -> str:
         where = self._url(self.key) if self.key else f"{self.scheme}{self.bucket}"
-        script = f" (script {self.local_script_path})" if self.stored_as_script else ""
+        script = f" (script {self.local_script_path})" if self.stored_as_script and self.local_script_path else ""
         return f"{type(self).__name__} storage {where}{script}"
 
     def spec_args(self) -> dict[str, Any]:
+        bucket_arg, key_arg, script_arg = self.argument_names
         return {
-            "bucket": self.bucket,
-            "key": self.key,
+            bucket_arg: self.bucket,
+            key_arg: self.key,
             "stored_as_script": self.stored_as_script,
-            "local_script_path": self.local_script_path,
+            script_arg: self.local_script_path,
             **super().spec_args(),
         }
 
     def save_flow(self, flow: Flow) -> str:
+        if self.stored_as_script and self.local_script_path is None:
+            assert self.key is not None  # checked at construction
+            self._check_uploaded_script(flow, self.key)
+            return self._url(self.key)
         if self.stored_as_script:
             key = self.key or f"{slugify(flow.name)}/{stamp()}.py"
             data, content_type = self._checked_script(flow, self._url(key)), "text/x-python"
@@ -167,8 +189,8 @@ class ObjectStorage(Storage):
         bucket, _, name = key[len(self.scheme) :].partition("/")
         if bucket != self.bucket:
             raise StorageError(
-                f"{key} is in bucket {bucket!r}, not in {self.describe()}; "
-                f"load it with {type(self).__name__}(bucket={bucket!r})"
+                f"{key} is in {self.bucket_noun} {bucket!r}, not in {self.describe()}; "
+                f"load it with {type(self).__name__}({self.argument_names[0]}={bucket!r})"
             )
         if not name.strip("/"):
             raise StorageError(
@@ -187,7 +209,8 @@ class ObjectStorage(Storage):
                 gone.append(f"{name!r} ({location})")
         if gone:
             raise StorageError(
-                f"{self.describe()}: the object(s) of flow(s) {', '.join(gone)} are gone; register them again"
+                f"{self.describe()}: the {self.object_noun}(s) of flow(s) {', '.join(gone)} are gone; "
+                "register them again"
             )
         return self
 
@@ -196,6 +219,8 @@ class ObjectStorage(Storage):
 
     def _key_of(self, location: str) -> str:
         prefix = f"{self.scheme}{self.bucket}/"
+        if self.bare_keys and not location.startswith(self.scheme):
+            return location
         if not location.startswith(prefix) or len(location) == len(prefix):
             raise StorageError(f"{location} is not in {self.describe()}; its locations start with {prefix}")
         return location[len(prefix) :]
@@ -209,6 +234,19 @@ class ObjectStorage(Storage):
             raise
         except Exception as exc:
             raise StorageError(f"{doing} ({self.describe()}): {self._explain(exc)}") from exc
+
+    def _check_uploaded_script(self, flow: Flow, key: str) -> None:
+        """Check that the script already at ``key`` builds ``flow`` (script mode without a local file)."""
+        from headwater.storage.script import extract_flow_from_file
+
+        location = self._url(key)
+        with self._failing(f"can't read the flow file {location} for flow {flow.name!r}"):
+            data = self._get(key)
+        try:
+            source = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise StorageError(f"{location} of {self.describe()} is not a UTF-8 .py file: {exc}") from exc
+        extract_flow_from_file(path=location, contents=source, flow_name=flow.name)
 
     def _checked_script(self, flow: Flow, location: str) -> bytes:
         """The script's bytes, once it is known to build ``flow`` and every flow already at ``location``."""
