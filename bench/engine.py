@@ -176,7 +176,7 @@ def main() -> int:
     repeat = 2 if args.quick else 5
     import logging
 
-    from headwater.utilities.logging import configure_logging
+    from headwater.engine.logs import configure_logging
 
     configure_logging(level="WARNING")  # the run's INFO lines are not part of the measurement
     logging.getLogger("distributed").setLevel(logging.ERROR)

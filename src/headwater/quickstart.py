@@ -66,8 +66,8 @@ def _follow(client: Any, run_id: str, total: int, timeout: float) -> Any:
 def run_quickstart(keep: bool = False, timeout: float = 180.0) -> int:
     """Run the quickstart; 0 when the example run succeeded."""
     from headwater.client import Client
+    from headwater.client.registration import register_flow
     from headwater.examples.etl import build
-    from headwater.registration import register_flow
     from headwater.server.process import ServerProcess
     from headwater.storage import Local
 

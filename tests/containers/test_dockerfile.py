@@ -16,7 +16,8 @@ import cloudpickle
 import pytest
 
 import headwater
-from headwater.containers import build, context, dockerfile, healthcheck
+from headwater.containers import build, context, dockerfile
+from headwater.storage import healthcheck
 from headwater.storage.payload import flow_to_bytes
 from headwater.storage.script import extract_flow_from_file
 
@@ -141,9 +142,12 @@ def test_the_context_holds_headwater_s_source_without_caches(tmp_path: Path) -> 
     flow = extract_flow_from_file(contents=flow_source(), flow_name="etl")
     entry = context.FlowEntry("etl", f"{dockerfile.FLOWS_DIR}/etl.headwater", flow_to_bytes(flow))
 
-    made = context.prepare_context(context.ImageSpec(base_image="base:1"), [entry], "Docker storage")
+    made = context.prepare_context(
+        context.ImageSpec(base_image="base:1"), [entry], "Docker storage", healthcheck=Path(healthcheck.__file__)
+    )
 
     names = set(made.entries)
+    assert made.entries[".headwater-build/healthcheck.py"] == Path(healthcheck.__file__).read_bytes()
     assert ".headwater-build/headwater-source/pyproject.toml" in names
     assert ".headwater-build/headwater-source/src/headwater/__init__.py" in names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -110,3 +111,43 @@ def test_building_a_flow_and_naming_executors_stays_light():
 
 def test_the_light_import_check_sees_heavy_modules():
     assert "'dask'" in _imported_after("import headwater, dask")
+
+
+# -- the whole package: import-linter's contracts in pyproject.toml (also run by `make lint`) ---------
+
+ROOT = Path(__file__).resolve().parents[2]
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+
+
+def _lint_imports(cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    if not LINT_IMPORTS.exists():
+        pytest.skip(f"import-linter is not installed next to {sys.executable} (pip install -e '.[test]')")
+    return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+
+
+def test_headwater_keeps_its_layers_and_has_no_import_circle() -> None:
+    done = _lint_imports(ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Contracts: 3 kept, 0 broken." in done.stdout
+
+
+def test_the_layer_check_sees_imports_inside_functions(tmp_path: Path) -> None:
+    """A package shaped like headwater whose low layer climbs only inside a function is refused."""
+    package = tmp_path / "hwlayers"
+    for name in ("core", "engine"):
+        (package / name).mkdir(parents=True)
+        (package / name / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "engine" / "run.py").write_text("from hwlayers.core import model\n")
+    (package / "core" / "model.py").write_text("def run():\n    from hwlayers.engine import run\n    return run\n")
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.importlinter]\nroot_package = "hwlayers"\n\n[[tool.importlinter.contracts]]\n'
+        'name = "layers"\ntype = "layers"\nlayers = ["hwlayers.engine", "hwlayers.core"]\n'
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+
+    done = _lint_imports(tmp_path, env)
+
+    assert done.returncode != 0
+    assert "hwlayers.core.model -> hwlayers.engine.run (l.2)" in done.stdout, done.stdout

@@ -83,7 +83,7 @@ def test_default_run_name_is_the_flow_name_and_a_short_id(capsys):
 def logging_settings(settings_env):
     """Set ``HEADWATER__LOGGING__...`` and apply it with configure_logging(); defaults after."""
     from headwater.config.settings import LoggingSettings
-    from headwater.utilities.logging import configure_logging
+    from headwater.engine.logs import configure_logging
 
     def apply(**values):
         settings_env(**{f"LOGGING__{k}": v for k, v in values.items()})

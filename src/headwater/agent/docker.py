@@ -159,7 +159,8 @@ class DockerAgent(Agent):
         except ImportError as exc:
             raise ImportError(f"the DockerAgent needs the Docker SDK: `{INSTALL_HINT}` ({exc})") from exc
 
-        self.base_url = base_url
+        docker_settings = get_settings().docker
+        self.base_url = base_url or docker_settings.base_url
         self.no_pull = bool(no_pull)
         self.volumes = check_strings(volumes, "volumes", "DockerAgent")
         self._binds = dict(parse_volume(v) for v in self.volumes)
@@ -171,7 +172,7 @@ class DockerAgent(Agent):
             self.reg_allow_list = [entry.rstrip("/") for entry in allowed]
         if self.reg_allow_list == []:
             raise ValueError("reg_allow_list is empty, which would refuse every image; give None to allow any registry")
-        self.network_mode = get_settings().docker.network_mode
+        self.network_mode = docker_settings.network_mode
         #: the flow-run command in the container (tests swap in a stand-in).
         self._command = ["python", "-m", "headwater", "execute", "flow-run"]
         self._lock = threading.Lock()

@@ -93,7 +93,7 @@ def _unavailable(problem: str) -> Any:
 def _start(args: argparse.Namespace) -> int:
     from headwater.agent.registry import get_agent_class
     from headwater.client.errors import ApiError
-    from headwater.utilities.logging import configure_logging
+    from headwater.engine.logs import configure_logging
 
     configure_logging()
     values = vars(args)

@@ -24,7 +24,7 @@ def add_parser(commands: Any) -> None:
 
 @api_command
 def _register(args: argparse.Namespace) -> int:
-    from headwater.registration import register_flow
+    from headwater.client.registration import register_flow
     from headwater.storage.script import extract_flow_from_file
 
     flow = extract_flow_from_file(path=args.file, flow_name=args.name)

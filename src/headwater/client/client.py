@@ -117,9 +117,9 @@ class Client(FlowRunsMixin, SecretsMixin):
     ) -> str:
         """Store the flow's code and register its metadata; returns the flow version's id.
 
-        See ``headwater.registration.register_flow``.
+        See ``headwater.client.registration.register_flow``.
         """
-        from headwater.registration import register_flow
+        from headwater.client.registration import register_flow
 
         return register_flow(
             flow, project_name, build=build, labels=labels, idempotency_key=idempotency_key, client=self

@@ -31,6 +31,10 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _CHATTER = re.compile(r"^\s*(---> |Removing intermediate container )")
 
 
+#: the start of each line a flow image's healthcheck prints for a problem (``storage/healthcheck.py``
+#: prints them; the build's error quotes them).
+HEALTHCHECK_FAILED = "headwater healthcheck failed: "
+
 class ImageError(RuntimeError):
     """An image can't be built, pushed, pulled or read; the message says why and what to do."""
 
@@ -53,18 +57,15 @@ def build_image(
 ) -> str:
     """Build ``context`` as ``reference``, streaming the log; returns the image's id.
 
-    The RUN steps use the network ``build_kwargs["network_mode"]``, else the setting
-    ``docker.build_network``, else the daemon's default.
+    The RUN steps use the network ``build_kwargs["network_mode"]`` (the owner puts the
+    setting ``docker.build_network`` there when it was given none), else the daemon's default.
 
     Raises:
         ImageError: a step failed (the message has the step and the end of its output,
             or the healthcheck's own message), or the daemon could not be reached.
     """
-    from headwater.config import get_settings
-    from headwater.containers.healthcheck import FAILED
-
     kwargs = dict(build_kwargs or {})
-    kwargs.setdefault("network_mode", get_settings().docker.build_network)
+    kwargs.setdefault("network_mode", None)
     kwargs.setdefault("pull", pull)
     kwargs.setdefault("rm", True)
     kwargs.setdefault("forcerm", True)
@@ -82,7 +83,7 @@ def build_image(
         )
         for chunk in stream:
             if "error" in chunk:
-                raise ImageError(_build_failure(reference, step, str(chunk["error"]), lines, FAILED))
+                raise ImageError(_build_failure(reference, step, str(chunk["error"]), lines, HEALTHCHECK_FAILED))
             aux = chunk.get("aux")
             if isinstance(aux, dict) and "ID" in aux:
                 image_id = str(aux["ID"])

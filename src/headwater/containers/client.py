@@ -21,12 +21,10 @@ class DockerUnavailable(RuntimeError):
 
 
 def daemon_url(base_url: str | None = None) -> str | None:
-    """The URL a client made with ``base_url`` talks to; None means the SDK's default (the local socket)."""
-    if base_url:
-        return base_url
-    from headwater.config import get_settings
-
-    return get_settings().docker.base_url or os.environ.get("DOCKER_HOST") or None
+    """The URL a client made with ``base_url`` talks to: it, else ``DOCKER_HOST``; None means the SDK's
+    default (the local socket). The owner (a storage, an environment, an agent) passes the
+    ``docker.base_url`` setting as ``base_url`` when it was given none."""
+    return base_url or os.environ.get("DOCKER_HOST") or None
 
 
 def describe_daemon(base_url: str | None = None) -> str:
@@ -35,7 +33,7 @@ def describe_daemon(base_url: str | None = None) -> str:
 
 
 def docker_client(base_url: str | None = None, timeout: int = 300, check: bool = True) -> DockerClient:
-    """A Docker SDK client of the daemon at ``base_url`` (or the setting, or the SDK's default).
+    """A Docker SDK client of the daemon at ``base_url`` (or ``DOCKER_HOST``, or the SDK's default).
 
     Args:
         base_url: the daemon's URL, e.g. ``unix:///var/run/docker.sock`` or ``tcp://127.0.0.1:2375``.

@@ -4,7 +4,8 @@
 the flows (their arguments, checked by the ``check_*`` functions here);
 :func:`prepare_context` gathers the Dockerfile (``dockerfile.py``), the CA bundle, a
 copy of headwater's source tree, ``files``, the flow payloads and the healthcheck script
-(``healthcheck.py``) into a :class:`BuildContext`, which ``build.py`` sends to the daemon.
+its owner gives (``headwater/storage/healthcheck.py``) into a :class:`BuildContext`, which
+``build.py`` sends to the daemon.
 Nothing here talks to Docker.
 """
 
@@ -250,9 +251,17 @@ def _user_context(path: Path) -> tuple[str, dict[str, bytes | Path]]:
 
 
 def prepare_context(
-    spec: ImageSpec, flows: list[FlowEntry], owner: str, dockerfile_path: str = f"{PREFIX}/Dockerfile"
+    spec: ImageSpec,
+    flows: list[FlowEntry],
+    owner: str,
+    dockerfile_path: str = f"{PREFIX}/Dockerfile",
+    healthcheck: Path | None = None,
 ) -> BuildContext:
     """Everything the image needs, with its Dockerfile at ``dockerfile_path``.
+
+    ``healthcheck`` is the script the image's last step runs to check its flows load
+    (Docker storage gives ``headwater/storage/healthcheck.py``); none is run without it
+    or with ``spec.ignore_healthchecks``.
 
     Raises:
         ImageError: a local file (a ``files`` key, the Dockerfile, the CA bundle) is missing.
@@ -266,12 +275,7 @@ def prepare_context(
     else:
         start = f"FROM {spec.base_image or default_base_image()}"
     plan = dockerfile.DockerfilePlan(start=start, python_dependencies=list(spec.python_dependencies))
-    ca_bundle = spec.ca_certificates
-    if ca_bundle is None:
-        from headwater.config import get_settings
-
-        setting = get_settings().docker.ca_certificates
-        ca_bundle = str(setting) if setting is not None else None
+    ca_bundle = spec.ca_certificates  # the owner's argument, or the setting docker.ca_certificates
     if ca_bundle:
         bundle = Path(os.path.expanduser(ca_bundle))
         if not bundle.is_file():
@@ -315,11 +319,9 @@ def prepare_context(
         for flow in payloads:
             assert flow.payload is not None
             entries[f"{plan.flows_dir}/{Path(flow.location).name}"] = flow.payload
-    if not spec.ignore_healthchecks and flows:
-        from headwater.containers import healthcheck
-
+    if healthcheck is not None and not spec.ignore_healthchecks and flows:
         plan.healthcheck_script = f"{PREFIX}/healthcheck.py"
-        entries[plan.healthcheck_script] = Path(healthcheck.__file__).read_bytes()
+        entries[plan.healthcheck_script] = healthcheck.read_bytes()
         checks = [{"name": f.name, "location": f.location, "script": f.script} for f in flows]
         for check, flow in zip(checks, flows, strict=True):
             if flow.requires:

@@ -105,7 +105,7 @@ def run_flow(
         ParameterError: unknown or missing parameters; nothing ran.
         TypeError: ``executor`` is not an Executor; nothing ran.
     """
-    from headwater.utilities.logging import ensure_logging, log_format
+    from headwater.engine.logs import ensure_logging, log_format
 
     deployment = take_deployment(flow.name)
     if deployment is not None:  # the run a flow-run process deploys: its arguments fill what is not given

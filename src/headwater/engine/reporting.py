@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -62,12 +63,13 @@ registry_lock = threading.Lock()
 class ReporterSpec:
     """What another process needs to report the run (it travels with the pickled reporter).
 
-    ``api_token`` is a ``pydantic.SecretStr`` (or None), so it never shows in a repr.
+    ``connect`` makes an API client there (a picklable factory the flow-run process gives,
+    e.g. ``functools.partial(Client, url, token)`` with the token a ``SecretStr``, so it
+    never shows in a repr); the engine itself never imports the client.
     """
 
     flow_run_id: str
-    api_url: str | None
-    api_token: Any
+    connect: Callable[[], RunApi] | None
     cancel_check_interval: float
     log_batch_interval: float
 
@@ -112,8 +114,9 @@ class ApiReporter(TaskReporting):
         log_batch_interval: seconds between sends of logs and task-run states.
         log_level: the root logger is lowered to this level while the run is
             reported, so task code's own loggers reach the run log.
-        api_url, api_token: how worker processes reach the API (cross-process executors);
-            without ``api_url`` they report nothing and only the final states are sent.
+        connect: how worker processes reach the API (cross-process executors): a picklable
+            callable making a client there; without it they report nothing and only the
+            final states are sent.
     """
 
     def __init__(
@@ -126,13 +129,12 @@ class ApiReporter(TaskReporting):
         cancel_check_interval: float = 2.0,
         log_batch_interval: float = 1.0,
         log_level: int = logging.INFO,
-        api_url: str | None = None,
-        api_token: Any = None,
+        connect: Callable[[], RunApi] | None = None,
     ) -> None:
         self.api = api
         self.flow_run_id = flow_run_id
         self.version = version
-        self.spec = ReporterSpec(flow_run_id, api_url, api_token, cancel_check_interval, log_batch_interval)
+        self.spec = ReporterSpec(flow_run_id, connect, cancel_check_interval, log_batch_interval)
         #: (state, message) another party moved the run to while it ran (recovery, an operator).
         self.taken: tuple[str, str | None] | None = None
         self.log_level = log_level

@@ -50,6 +50,8 @@ class RunApi(Protocol):
 
     def write_logs(self, flow_run_id: str, records: Iterable[Mapping[str, Any]]) -> int: ...
 
+    def close(self) -> None: ...
+
 
 def refused(exc: BaseException) -> bool:
     """Whether the API refused the request (a 4xx): sending it again would not help."""

@@ -31,7 +31,7 @@ from headwater.core.state import (
 from headwater.core.task import Task
 from headwater.engine.context import FlowRunContext, TaskRunContext, _current
 from headwater.engine.handlers import CancelRun, notify_task
-from headwater.utilities.logging import configure_logging, logging_configured
+from headwater.engine.logs import configure_logging, logging_configured
 
 logger = logging.getLogger("headwater.task_runner")
 

@@ -60,7 +60,7 @@ def _reporter_here(spec: ReporterSpec, context: FlowRunContext) -> TaskReporting
     if main is not None:
         return main
     side = _sides.get(spec.flow_run_id)
-    if side is not None or spec.api_url is None:
+    if side is not None or spec.connect is None:
         return side
     with registry_lock:
         if spec.flow_run_id not in _sides:
@@ -76,10 +76,9 @@ class _WorkerSide(TaskReporting):
     """Reporting for one run in a worker process; closes itself when the run finishes."""
 
     def __init__(self, spec: ReporterSpec, context: FlowRunContext) -> None:
-        from headwater.client import Client  # only in worker processes of a reported run
-
+        assert spec.connect is not None
         self.spec = spec
-        self.api = Client(spec.api_url, spec.api_token)
+        self.api = spec.connect()
         self._shipper = Shipper(self.api, spec.flow_run_id, spec.log_batch_interval, name="headwater-worker-shipper")
         self._monitor = RunMonitor(
             self.api, spec.flow_run_id, self._observe, spec.cancel_check_interval, None, name="headwater-worker-watch"

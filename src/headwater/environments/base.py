@@ -92,7 +92,7 @@ class Environment(abc.ABC):  # noqa: B024 (every hook has a default; see the doc
         """This environment's own constructor arguments, as JSON (beyond labels and metadata)."""
         return {}
 
-    # Registration's hooks (``headwater/registration.py``), in the order it calls them.
+    # Registration's hooks (``headwater/client/registration.py``), in the order it calls them.
 
     def default_storage(self, **storage_kwargs: Any) -> Storage | None:
         """The storage a flow without one is registered with; None: registration's own default (Local)."""

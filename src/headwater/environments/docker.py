@@ -261,7 +261,9 @@ class DockerEnvironment(Environment):
         from headwater.containers.client import DockerUnavailable, docker_client
 
         try:
-            client = docker_client(self.base_url)
+            from headwater.config import get_settings
+
+            client = docker_client(self.base_url or get_settings().docker.base_url)
         except DockerUnavailable as exc:
             raise images.ImageError(str(exc)) from None
         try:

@@ -14,6 +14,7 @@ run Failed, with the reason in its log. ``docs/execution.md`` is the user's view
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -66,7 +67,7 @@ def load_and_run_flow(client: Client | None = None) -> State:
             (then nothing ran and the run is left as it was).
     """
     from headwater.config import get_settings
-    from headwater.utilities.logging import ensure_logging
+    from headwater.engine.logs import ensure_logging
 
     settings = get_settings()
     flow_run_id = settings.context.flow_run_id
@@ -82,6 +83,7 @@ def load_and_run_flow(client: Client | None = None) -> State:
 
 
 def _run(api: Client, flow_run_id: str, settings: Settings) -> State:
+    from headwater.client import Client
     from headwater.engine.reporting import ApiReporter
 
     second_hop = settings.context.second_hop
@@ -99,8 +101,7 @@ def _run(api: Client, flow_run_id: str, settings: Settings) -> State:
         cancel_check_interval=runner.cancel_check_interval,
         log_batch_interval=runner.log_batch_interval,
         log_level=logging.getLevelName(settings.logging.level),
-        api_url=api.api_url,
-        api_token=token,
+        connect=functools.partial(Client, api.api_url, token),  # how worker processes make a client
     ).start()
     try:
         state = _load_and_execute(api, run, reporter, settings)

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from headwater.containers import build as images
 from headwater.containers import context
@@ -28,6 +29,9 @@ from headwater.core.flow import Flow
 from headwater.storage.base import Storage
 from headwater.storage.errors import StorageError
 from headwater.storage.naming import SUFFIX, slugify
+
+if TYPE_CHECKING:
+    from headwater.config.settings import DockerSettings
 
 
 class Docker(Storage):
@@ -165,7 +169,8 @@ class Docker(Storage):
                 self._requires.setdefault(type(owner).__name__, []).extend(modules)
 
     def image_spec(self) -> context.ImageSpec:
-        """What goes into the image besides the flows."""
+        """What goes into the image besides the flows (the CA bundle: ``ca_certificates``, else the setting)."""
+        setting = _docker_settings().ca_certificates
         return context.ImageSpec(
             base_image=self.base_image,
             dockerfile=self.dockerfile,
@@ -174,7 +179,7 @@ class Docker(Storage):
             files=dict(self.files),
             headwater_version=self.headwater_version,
             extra_dockerfile_commands=list(self.extra_dockerfile_commands),
-            ca_certificates=self.ca_certificates,
+            ca_certificates=self.ca_certificates or (str(setting) if setting is not None else None),
             ignore_healthchecks=self.ignore_healthchecks,
         )
 
@@ -196,7 +201,11 @@ class Docker(Storage):
                 )
             entries.append(context.FlowEntry(name, location, payload, dict(self._requires)))
         try:
-            return context.prepare_context(self.image_spec(), entries, self.describe(), dockerfile_path)
+            from headwater.storage import healthcheck
+
+            return context.prepare_context(
+                self.image_spec(), entries, self.describe(), dockerfile_path, healthcheck=Path(healthcheck.__file__)
+            )
         except images.ImageError as exc:
             raise StorageError(str(exc)) from None
 
@@ -216,8 +225,9 @@ class Docker(Storage):
         reference = image_reference(self.registry_url, image_name, image_tag)
         client = self._client()
         try:
+            build_kwargs = {"network_mode": _docker_settings().build_network, **self.build_kwargs}
             image_id = images.build_image(
-                client, prepared, reference, pull=not self.local_image, build_kwargs=self.build_kwargs
+                client, prepared, reference, pull=not self.local_image, build_kwargs=build_kwargs
             )
             if self.registry_url and push:
                 images.push_image(client, reference)
@@ -245,7 +255,7 @@ class Docker(Storage):
         from headwater.containers.client import DockerUnavailable, docker_client
 
         try:
-            return docker_client(self.base_url)
+            return docker_client(self.base_url or _docker_settings().base_url)
         except DockerUnavailable as exc:
             raise StorageError(f"{self.describe()}: {exc}") from None
 
@@ -355,3 +365,14 @@ class Docker(Storage):
             raise StorageError(f"{self.describe()}: {exc}") from None
         finally:
             client.close()
+
+
+def _docker_settings() -> DockerSettings:
+    """The ``docker`` settings: the defaults of this storage's daemon, build network and CA bundle.
+
+    Read by the storage itself when it builds (the owner of those arguments), never by
+    ``headwater.containers``, which takes each value as an argument.
+    """
+    from headwater.config import get_settings
+
+    return get_settings().docker

@@ -1,1 +1,1 @@
-"""Small helpers shared across layers."""
+"""Kept for old import paths: ``headwater.utilities.logging`` (now ``headwater.engine.logs``)."""

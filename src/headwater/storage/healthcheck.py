@@ -1,7 +1,8 @@
 """The healthcheck that runs inside a flow's image while it is built, so a broken image never ships.
 
-``context.py`` copies this file into the image (``/opt/headwater/healthcheck.py``) and
-the Dockerfile's last step runs it with a JSON argument naming each flow::
+Docker storage (``docker.py``) hands this file to the image builder, whose ``context.py``
+copies it into the image (``/opt/headwater/healthcheck.py``); the Dockerfile's last step
+runs it with a JSON argument naming each flow::
 
     python /opt/headwater/healthcheck.py '{"flows": [{"name": "etl", "location": "/opt/...", "script": false}]}'
 
@@ -11,7 +12,7 @@ with the installed headwater, and imports the modules its environment and
 executors declare in their ``dependencies`` (``DaskExecutor`` → ``distributed``), and
 those the JSON names as ``requires``.
 Each problem is printed on a line starting with :data:`FAILED` and the script exits
-1; ``build.py`` puts those lines in the build's error. It uses only the standard
+1; ``headwater.containers.build`` puts those lines in the build's error. It uses only the standard
 library and headwater, and runs on the host too (the unit tests call :func:`check`).
 """
 
@@ -22,8 +23,9 @@ import json
 import sys
 from typing import Any
 
-#: the start of each line that reports a problem (``build.py`` looks for it).
-FAILED = "headwater healthcheck failed: "
+from headwater.containers.build import HEALTHCHECK_FAILED as FAILED
+
+__all__ = ["FAILED", "check", "dependency_problems", "main", "version_problems"]
 
 
 def version_problems(name: str, stored: dict[str, Any], here: dict[str, str]) -> list[str]:
