@@ -16,13 +16,37 @@ module only maps kinds to classes and says what is wrong when it can't.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.util
 import inspect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
 T = TypeVar("T")
+
+
+#: What each extra of pyproject.toml provides: modules whose absence says the extra is not installed.
+#: A kind's entry names its extra; the registry checks these before importing the kind, since a
+#: backend imports its SDK only when first used.
+EXTRA_MODULES: dict[str, tuple[str, ...]] = {
+    "dask": ("dask", "distributed"),
+    "aws": ("boto3",),
+    "gcp": ("google.cloud.storage",),
+    "azure": ("azure.storage.blob",),
+    "docker": ("docker",),
+    "kubernetes": ("kubernetes",),
+}
+
+
+@functools.cache
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported here (found, not imported)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package is missing
+        return False
 
 
 class PluginError(ValueError):
@@ -38,11 +62,15 @@ class Entry:
     """Where a kind's class lives, and the extra (``pip install headwater[extra]``) its module needs.
 
     A third-party kind may give its own ``hint`` (``"pip install team-pkg"``) instead of an extra.
+    ``extra_to_load=False``: the class loads (and does part of its job) without its extra, so
+    the registry does not insist on it (Docker storage reads its flows inside its own image,
+    where the Docker SDK is not installed; it needs the SDK only to build).
     """
 
     path: str
     extra: str | None = None
     hint: str | None = None
+    extra_to_load: bool = True
 
     @property
     def install_hint(self) -> str | None:
@@ -163,6 +191,13 @@ class Registry(Generic[T]):
         if isinstance(kind, str) and kind not in self._entries and "." in kind:
             return self._check(kind, self._import(kind, None, kind), kind)
         found = self.entry(kind)
+        wanted = EXTRA_MODULES.get(found.extra or "", ()) if found.extra_to_load else ()
+        missing = [m for m in wanted if not installed(m)]
+        if missing:
+            raise self.not_available(
+                f"{self.family} kind {kind!r} ({found.class_name}) needs the {found.extra!r} extra, which is not "
+                f"installed here (no module {missing[0]}): {found.install_hint}"
+            )
         return self._check(kind, self._import(found.path, found, kind), found.path)
 
     def _import(self, path: str, found: Entry | None, kind: str) -> Any:

@@ -25,7 +25,8 @@ from headwater import Flow, task
 from headwater.core.state import State
 from headwater.engine.context import deployed
 from headwater.engine.handlers import StateHandler
-from headwater.environments import Environment, environment_from_spec, registry
+from headwater.environments import Environment, environment_from_spec
+from headwater.environments.registry import registry
 
 
 @task

@@ -25,7 +25,8 @@ import pytest
 
 from headwater import Flow
 from headwater.core.state import Failed, Skipped, Success, TimedOut, TriggerFailed
-from headwater.executors import Executor, executor_from_spec, registry
+from headwater.executors import Executor, executor_from_spec
+from headwater.executors.registry import registry
 
 from . import tasks as T
 from .tasks import by_slug

@@ -12,12 +12,8 @@ from typing import Any
 
 from headwater.environments.base import Environment
 from headwater.environments.local import LocalEnvironment
-from headwater.environments.registry import (
-    environment_class,
-    environment_from_spec,
-    register_environment,
-    registry,
-)
+from headwater.environments.registry import environment_class, environment_from_spec, register_environment
+from headwater.environments.registry import registry as _kinds
 from headwater.environments.remote import RemoteEnvironment
 
 __all__ = [
@@ -36,7 +32,7 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         return importlib.import_module("headwater.environments.execution")
-    kind = registry.kind_of_class_name(name)
+    kind = _kinds.kind_of_class_name(name)
     if kind is None:
         raise AttributeError(f"module 'headwater.environments' has no attribute {name!r}")
-    return registry.get_class(kind)
+    return _kinds.get_class(kind)

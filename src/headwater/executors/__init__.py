@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from headwater.executors.base import Executor, executor_from_path
 from headwater.executors.local import LocalExecutor
-from headwater.executors.registry import executor_from_spec, get_executor_class, register_executor, registry
+from headwater.executors.registry import executor_from_spec, get_executor_class, register_executor
+from headwater.executors.registry import registry as _kinds
 
 if TYPE_CHECKING:
     from headwater.executors.dask import DaskExecutor
@@ -31,7 +32,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     """``DaskExecutor``, ``LocalDaskExecutor``: imported on first use, through the registry."""
-    kind = registry.kind_of_class_name(name)
+    kind = _kinds.kind_of_class_name(name)
     if kind is None:
         raise AttributeError(f"module 'headwater.executors' has no attribute {name!r}")
-    return registry.get_class(kind)
+    return _kinds.get_class(kind)

@@ -7,6 +7,8 @@ and callers that already handle bad input (``except ValueError``) report it.
 
 from __future__ import annotations
 
+from headwater.plugins import PluginNotAvailable
+
 
 class StorageError(ValueError):
     """A storage can't do what was asked: a missing or duplicate flow, a bad file or spec.
@@ -17,10 +19,11 @@ class StorageError(ValueError):
     """
 
 
-class StorageNotAvailable(StorageError, ImportError):
+class StorageNotAvailable(StorageError, PluginNotAvailable):
     """A storage kind that can't be loaded here: its extra isn't installed, or this
     release doesn't have it yet.
 
-    It is also an ``ImportError``, so ``from headwater.storage import S3`` inside
-    ``try: ... except ImportError:`` behaves like any optional import.
+    It is also an ``ImportError`` (and the ``PluginNotAvailable`` of every plugin family),
+    so ``from headwater.storage import S3`` inside ``try: ... except ImportError:`` behaves
+    like any optional import.
     """

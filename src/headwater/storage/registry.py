@@ -30,7 +30,8 @@ registry: Registry[Storage] = Registry(
         # Git runs the `git` command and GitHub uses httpx (a core dependency): no extra to install.
         "git": Entry("headwater.storage.git.Git"),
         "github": Entry("headwater.storage.github.GitHub"),
-        "docker": Entry("headwater.storage.docker.Docker", "docker"),
+        # read inside its own image, where the Docker SDK is not: it needs the SDK only to build
+        "docker": Entry("headwater.storage.docker.Docker", "docker", extra_to_load=False),
     },
     register_function="headwater.storage.register_storage",
     error=StorageError,
