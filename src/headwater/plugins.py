@@ -304,3 +304,19 @@ def spec_args_problem(cls: type, args: Iterable[str], family: str, kind: str, al
         lacking = ", ".join(map(repr, missing))
         return f"{family} spec of kind {kind!r} lacks required key(s) {lacking} of {cls.__name__}"
     return None
+
+
+def build_from_spec(cls: type[T], args: dict[str, Any], family: str, kind: str) -> T:
+    """``cls(**args)`` for a spec's arguments, checked first by name.
+
+    Raises:
+        PluginError: a key ``cls`` does not take, a required one missing, or a value its
+            constructor refuses (``TypeError``/``ValueError``); the message names the kind.
+    """
+    problem = spec_args_problem(cls, args, family, kind)
+    if problem:
+        raise PluginError(problem)
+    try:
+        return cls(**args)
+    except (TypeError, ValueError) as exc:
+        raise PluginError(f"{family} spec of kind {kind!r} doesn't fit {cls.__name__}: {exc}") from exc

@@ -211,6 +211,15 @@ def test_default_executor_kwargs_from_settings_are_used(settings_env):
     assert ran == [threading.get_ident()] * 2  # the synchronous scheduler runs here
 
 
+def test_the_default_executor_setting_may_be_a_kind(settings_env):
+    settings_env(ENGINE__EXECUTOR__DEFAULT_CLASS="local-dask", ENGINE__EXECUTOR__DEFAULT_KWARGS='{"scheduler": "sync"}')
+    ran = []
+
+    assert flow_that_records(ran).run(parameters={"x": 1}).is_successful()
+
+    assert ran == [threading.get_ident()] * 2
+
+
 def test_settings_are_back_to_defaults_after_the_fixture():
     from headwater.config import get_settings
 

@@ -3,7 +3,7 @@
 A report sets the run's state and writes the reason into the run's own log
 (so ``headwater logs RUN`` shows why), and never raises: an agent must keep
 going when one run can't be updated (it was cancelled, or the server blinked).
-The agent's loop is ``base.py``.
+The agent's loop is ``loop.py``; its hooks are ``base.py``.
 """
 
 from __future__ import annotations

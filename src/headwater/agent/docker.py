@@ -6,7 +6,7 @@ execute flow-run`` with the run's variables and the labels ``io.headwater.*``; t
 agent finds its containers by those labels (so a restarted agent finds what it
 started before), reports one that exited without a final state as Failed with its
 exit code and last log lines, and removes it. A daemon that stops answering makes
-:meth:`DockerAgent.ready` give a reason: the base loop (``base.py``) then claims
+:meth:`DockerAgent.ready` give a reason: the base loop (``loop.py``) then claims
 nothing until it answers again, and a run claimed just before is put back.
 The daemon connection is ``headwater.containers.client``; users' docs ``docs/agent-docker.md``.
 """

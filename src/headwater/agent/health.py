@@ -2,7 +2,7 @@
 
 ``GET /api/health`` answers 200 with the agent's status as JSON (what
 :meth:`Agent.health` returns); ``POST /api/poke`` wakes the agent's claim loop
-so it claims at once. Anything else is a 404. The agent side is ``base.py``.
+so it claims at once. Anything else is a 404. The agent side is ``loop.py`` (it starts this) and ``base.py``.
 """
 
 from __future__ import annotations

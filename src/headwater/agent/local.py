@@ -4,7 +4,7 @@ The process is ``python -m headwater execute flow-run`` (the flow-run entrypoint
 ``headwater.environments.execution``) with the agent's environment plus the run's
 variables. The agent reaps its processes: one that exits while its run is still
 Submitted or Running on the server (it died before reporting a final state) has
-its run marked Failed with the exit code. The base machinery is ``base.py``.
+its run marked Failed with the exit code. The hooks it implements are ``base.py``; the loop calling them ``loop.py``.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ def default_home() -> Path:
 class ExecutorSettings(BaseModel):
     default_class: str = Field(
         "headwater.executors.LocalExecutor",
-        description="Import path of the executor flow.run() uses when none is given.",
+        description="The executor flow.run() uses when none is given: an import path, or a kind ('local-dask').",
     )
     default_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Keyword arguments for the default executor."

@@ -197,14 +197,6 @@ class Environment(abc.ABC):  # noqa: B024 (every hook has a default; see the doc
             PluginError: the spec has keys the constructor doesn't take, lacks required
                 ones, or its values don't fit; the message names them.
         """
-        from headwater.plugins import PluginError, spec_args_problem
+        from headwater.plugins import build_from_spec
 
-        kind = str(spec.get("kind", cls.__name__))
-        args = cls.spec_to_args(spec)
-        problem = spec_args_problem(cls, args, "environment", kind)
-        if problem:
-            raise PluginError(problem)
-        try:
-            return cls(**args)
-        except (TypeError, ValueError) as exc:
-            raise PluginError(f"environment spec of kind {kind!r} doesn't fit {cls.__name__}: {exc}") from exc
+        return build_from_spec(cls, cls.spec_to_args(spec), "environment", str(spec.get("kind", cls.__name__)))

@@ -79,17 +79,10 @@ class Executor(abc.ABC):
         Raises:
             PluginError: the spec has keys the constructor doesn't take, or the values don't fit.
         """
-        from headwater.plugins import PluginError, spec_args_problem
+        from headwater.plugins import build_from_spec
 
-        kind = str(spec.get("kind", cls.__name__))
         args = {k: v for k, v in spec.items() if k != "kind"}
-        problem = spec_args_problem(cls, args, "executor", kind)
-        if problem:
-            raise PluginError(problem)
-        try:
-            return cls(**args)
-        except (TypeError, ValueError) as exc:
-            raise PluginError(f"executor spec of kind {kind!r} doesn't fit {cls.__name__}: {exc}") from exc
+        return build_from_spec(cls, args, "executor", str(spec.get("kind", cls.__name__)))
 
 
 def map_structure(fn: Callable[[Any], Any], value: Any, is_leaf: Callable[[Any], bool]) -> Any:
