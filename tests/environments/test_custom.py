@@ -94,3 +94,26 @@ def test_the_documented_signatures_run_the_flow(tmp_path: Path) -> None:
 def test_a_kind_that_names_no_environment_is_a_clear_error(kind: str, message: str) -> None:
     with pytest.raises(PluginError, match=message):
         environment_from_spec({"kind": kind, "labels": []})
+
+
+class ThreadedEnvironment(Environment):
+    """Runs the flow in a thread of its own, where the deployment's context variable is not set."""
+
+    def execute(self, flow: Flow) -> None:  # type: ignore[override]
+        import threading
+
+        worker = threading.Thread(target=self.run, args=(flow,))
+        worker.start()
+        worker.join()
+
+
+def test_a_flow_run_in_another_thread_of_the_process_is_still_the_deployed_run() -> None:
+    from headwater.engine.context import deployed
+
+    with Flow("threaded") as flow:
+        one()
+
+    with deployed("threaded", flow_run_id="run-7", run_name="seven") as deployment:
+        assert ThreadedEnvironment().execute(flow) is None
+
+    assert deployment.taken and deployment.final_state is not None and deployment.final_state.is_successful()

@@ -54,7 +54,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     run.add_argument("--name", help="which flow, when the file has several; with --project, the flow to run")
     run.add_argument("--param", "-p", action="append", default=[], type=_parse_param,
                      metavar="NAME=VALUE", help="a parameter (value parsed as JSON when it can be)")
-    run.add_argument("--executor", help="executor import path, e.g. headwater.executors.LocalDaskExecutor")
+    run.add_argument("--executor",
+                     help="executor import path or kind, e.g. headwater.executors.LocalDaskExecutor or local-dask")
     run.add_argument("--executor-kwargs", default="{}", help="executor kwargs as JSON")
     api = run.add_argument_group("through the API", "create a flow run on the server instead of running here")
     api.add_argument("--project", help="the registered flow's project: run through the API")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -84,23 +85,36 @@ class Deployment:
 
 
 _deployment: contextvars.ContextVar[Deployment | None] = contextvars.ContextVar("headwater_deployment", default=None)
+# The same, for the whole process: an environment may run the flow in a thread of its own,
+# where the context variable is not set (a flow-run process deploys one run).
+_process_deployment: list[Deployment] = []
+_taking = threading.Lock()
 
 
 @contextlib.contextmanager
 def deployed(flow_name: str, **runner_kwargs: Any) -> Iterator[Deployment]:
-    """Make the next ``run_flow`` of flow ``flow_name`` in this context the deployed run."""
+    """Make the next ``run_flow`` of flow ``flow_name`` (in this context, or another thread of
+    this process) the deployed run."""
     deployment = Deployment(flow_name, runner_kwargs)
     token = _deployment.set(deployment)
+    _process_deployment.append(deployment)
     try:
         yield deployment
     finally:
         _deployment.reset(token)
+        _process_deployment.remove(deployment)
 
 
 def take_deployment(flow_name: str) -> Deployment | None:
-    """The deployment a ``run_flow`` of ``flow_name`` stands for, once (None: an ordinary run)."""
-    deployment = _deployment.get()
-    if deployment is None or deployment.taken or deployment.flow_name != flow_name or _current.get() is not None:
+    """The deployment a ``run_flow`` of ``flow_name`` stands for, once (None: an ordinary run).
+
+    A flow run inside a task (a task that runs a flow) is never the deployment.
+    """
+    if _current.get() is not None:
         return None
-    deployment.taken = True
+    deployment = _deployment.get() or (_process_deployment[-1] if _process_deployment else None)
+    with _taking:
+        if deployment is None or deployment.taken or deployment.flow_name != flow_name:
+            return None
+        deployment.taken = True
     return deployment
