@@ -143,3 +143,31 @@ def docker_registry(docker_daemon: Any) -> Iterator[Any]:
     registry = Registry().start()
     yield registry
     registry.stop()
+
+
+# --- Kubernetes (tests/k8s/) ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def k8s_cluster(docker_daemon: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The Kubernetes API emulator (``tests/k8s/emulator.py``) with its pod runner on ``docker_daemon``.
+
+    ``.kubeconfig`` (a file), ``.url``, ``.emulator`` (its objects, ``forbid``), ``.runner``
+    (``node_labels``, ``evict``). Skips like ``docker_daemon`` when Docker is missing, and when the
+    ``kubernetes``/``kmock`` packages are (``pip install -e '.[test]'`` has them).
+    """
+    pytest.importorskip("kmock", reason="kmock (the Kubernetes API emulator) is not installed")
+    pytest.importorskip("kubernetes", reason="the kubernetes client is not installed")
+    from k8s.emulator import Cluster
+    from k8s.podrunner import PodRunner
+
+    cluster = Cluster(tmp_path_factory.mktemp("k8s")).start()
+    docker = docker_daemon.client()
+    runner = PodRunner(cluster, docker).start()
+    cluster.runner = runner  # type: ignore[attr-defined]
+    try:
+        yield cluster
+    finally:
+        runner.stop()
+        docker.close()
+        cluster.stop()

@@ -2,7 +2,7 @@
 
 A platform implements one abstract hook, :meth:`Agent.deploy_flow` (start the
 flow-run process on its infrastructure). Optional hooks, each a no-op by default,
-let it watch and clean up what it started (:meth:`Agent.check_deployments`,
+let it watch and clean up what it started (:meth:`Agent.on_startup`, :meth:`Agent.check_deployments`,
 :meth:`Agent.on_shutdown`), stop the process of a cancelled run that outlives
 ``agent.cancel_grace`` (:meth:`Agent.deployed_flow_run_ids`, :meth:`Agent.stop_flow_run`),
 say when its infrastructure can't take runs (:meth:`Agent.ready`; a deploy that finds
@@ -152,11 +152,19 @@ class Agent(abc.ABC):
         Only called for runs :meth:`deployed_flow_run_ids` named; default nothing.
         """
 
+    def on_startup(self) -> None:
+        """The agent is registered and about to claim: start watching what it runs (a watch stream). Optional."""
+
     def on_shutdown(self, timeout: float) -> None:
         """The loop has ended and every deploy returned: wait up to ``timeout`` s for, or clean up, what runs.
 
         Optional. After a second SIGINT/SIGTERM, :attr:`force_stopping` is true: stop waiting.
         """
+
+    @classmethod
+    def add_cli_commands(cls, commands: Any) -> None:
+        """Add more subcommands beside ``start`` to ``headwater agent KIND`` (``commands`` is the
+        argparse subparsers object); each sets its ``handler``. Default: none."""
 
     @classmethod
     def add_cli_arguments(cls, parser: argparse._ActionsContainer) -> None:

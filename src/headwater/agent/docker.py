@@ -24,9 +24,10 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from headwater.agent.base import Agent, DeployLater, logger
+from headwater.agent.images import DeployError, image_of
 from headwater.client.errors import ApiError
 from headwater.containers.client import INSTALL_HINT, DockerUnavailable, describe_daemon, docker_client
-from headwater.containers.names import image_reference, registry_of, split_reference
+from headwater.containers.names import registry_of, split_reference
 from headwater.core.labels import check_strings
 from headwater.core.run_states import HELD, FlowRunState
 
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
     from docker import DockerClient
 
     from headwater.schemas.flow_runs import FlowRun
-    from headwater.schemas.flows import FlowDetail
 
 LABEL_FLOW_RUN_ID = "io.headwater.flow-run-id"
 LABEL_FLOW_ID = "io.headwater.flow-id"
@@ -49,38 +49,8 @@ PING_TIMEOUT = 10
 _VOLUME_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
-class DockerDeployError(RuntimeError):
-    """A run can't be deployed in a container: no image, a refused registry, a failed pull; says the fix."""
-
-
-def image_of(flow: FlowDetail) -> str:
-    """The image a run of ``flow`` runs in, from its registered metadata only.
-
-    Docker storage's image, else a DockerEnvironment's, else the environment's
-    ``metadata["image"]``.
-
-    Raises:
-        DockerDeployError: none of them names an image; says which one was not built.
-    """
-    metadata, unbuilt = flow.metadata, []
-    for what, spec in (("storage", metadata.storage), ("environment", metadata.environment)):
-        if spec and spec.get("kind") == "docker":
-            if spec.get("image_name") and spec.get("image_tag"):
-                return image_reference(spec.get("registry_url"), spec["image_name"], spec["image_tag"])
-            unbuilt.append(what)
-    image = ((metadata.environment or {}).get("metadata") or {}).get("image")
-    if isinstance(image, str) and image.strip():
-        return image.strip()
-    named = f"flow {metadata.name!r} (version id {flow.id}) has no image"
-    if unbuilt:
-        raise DockerDeployError(
-            f"{named}: its Docker {' and '.join(unbuilt)} names no built image (image_name/image_tag unset); "
-            "build the image before registering (flow.register(build=True), or storage.build() first)"
-        )
-    raise DockerDeployError(
-        f"{named}; keep it in Docker storage, use a DockerEnvironment, or set metadata={{'image': ...}} on its "
-        "environment"
-    )
+class DockerDeployError(DeployError):
+    """A run can't be deployed in a container: a refused registry, a failed pull; says the fix."""
 
 
 def parse_volume(spec: str) -> tuple[str, dict[str, str]]:

@@ -97,6 +97,7 @@ class AgentLoop:
                             agent.name, agent.kind, agent.agent_id, sorted(agent.labels), client.api_url)  # fmt: skip
                 self._last_contact = time.monotonic()
                 try:
+                    agent.on_startup()
                     monitor.start()
                     with ThreadPoolExecutor(self.settings.max_workers, thread_name_prefix="headwater-deploy") as pool:
                         self._claim_loop(pool)

@@ -16,6 +16,7 @@ registry: Registry[Agent] = Registry(
     {
         "local": Entry("headwater.agent.local.LocalAgent"),
         "docker": Entry("headwater.agent.docker.DockerAgent", "docker"),
+        "kubernetes": Entry("headwater.agent.kubernetes.KubernetesAgent", "kubernetes"),
     },
     register_function="headwater.agent.register_agent",
 )

@@ -28,6 +28,7 @@ COMMON = {
 }
 #: what argparse puts in the namespace beside the options.
 _PLUMBING = {"command", "agent_kind", "agent_command", "handler"}
+# The kind-specific subcommands (`headwater agent kubernetes install`) come from the class's add_cli_commands.
 
 
 def _env_var(text: str) -> tuple[str, str]:
@@ -80,6 +81,7 @@ def add_parser(commands: Any, argv: Sequence[str] | None = None) -> None:
         _add_common(start)
         if cls is not None:
             cls.add_cli_arguments(start.add_argument_group(f"{kind} agent"))
+            cls.add_cli_commands(sub)
         start.set_defaults(handler=_start if problem is None else _unavailable(problem))
 
 

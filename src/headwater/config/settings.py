@@ -61,6 +61,12 @@ class ContextSettings(BaseModel):
     secrets: dict[str, SecretStr] = Field(
         default_factory=dict, description="Local secret values by name (HEADWATER__CONTEXT__SECRETS__NAME)."
     )
+    namespace: str | None = Field(None, description="The Kubernetes namespace the run's job runs in (set by agents).")
+    job_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Labels of the Kubernetes job that runs this process (set by the KubernetesAgent); an "
+        "environment's next hop carries them, so the agent watches and cleans it up too.",
+    )
     second_hop: bool = Field(
         False,
         description=(
@@ -159,6 +165,12 @@ class AgentSettings(BaseModel):
     stop_timeout: float = Field(
         30.0, ge=0, description="Seconds a stopping agent waits for what it started before terminating it."
     )
+    image_pull_grace: float = Field(
+        120.0,
+        ge=0,
+        description="Seconds a KubernetesAgent lets a run's pod fail to pull its image (ErrImagePull, "
+        "ImagePullBackOff) before it ends the run Failed with the pod's reason and deletes its job.",
+    )
     cancel_grace: float = Field(
         30.0,
         ge=0,
@@ -192,6 +204,17 @@ class DockerSettings(BaseModel):
     )
 
 
+class KubernetesSettings(BaseModel):
+    """Kubernetes jobs that agents and environments create (``headwater/kube/``)."""
+
+    job_ttl: int = Field(
+        600,
+        ge=0,
+        description="ttlSecondsAfterFinished of the jobs headwater creates: seconds a finished job (and its pods, "
+        "with their logs) stays before the cluster deletes it.",
+    )
+
+
 class Settings(BaseSettings):
     """Every headwater setting. Each field is a section of ``config.toml``."""
 
@@ -209,6 +232,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings, description="The API server.")
     agent: AgentSettings = Field(default_factory=AgentSettings, description="Agents.")
     docker: DockerSettings = Field(default_factory=DockerSettings, description="Docker.")
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings, description="Kubernetes.")
 
     @classmethod
     def settings_customise_sources(
