@@ -1,6 +1,8 @@
-"""The contract every agent passes (STYLE.md rule 4): claim, deploy, fail, labels, env vars, stop.
+"""The contract every agent passes (STYLE.md rule 4): claim, deploy, fail, cancel, env vars, sharing runs.
 
 A platform's test module subclasses :class:`AgentContract` as ``Test<Kind>Agent``
+(the LocalAgent's takes :class:`LoopContract`, which adds the claim loop's own rules — the
+same code for every platform, so tested once: max_polls, the label rule, put-back on stop)
 and overrides :meth:`~AgentContract.make_agent`: an agent of that kind, against
 the live ``server``, whose deployed flow-run process is the stand-in
 (``standin.py``) and passes on the ``STANDIN_*`` variables it is given in
@@ -120,43 +122,6 @@ class AgentContract:
         # the stand-in was left to end by itself: it reports Success (a cancel that came too late)
         assert run.state == "Success", (run.state, run.state_message)
 
-    def test_max_polls_ends_the_loop_after_that_many_claims(self, server: ServerProcess) -> None:
-        agent = self.agent(
-            server, labels=[unique("label")], max_polls=3, settings=FAST.model_copy(update={"claim_wait": 0.1})
-        )
-        agent.start()  # in the main thread: installs and restores signal handlers
-        assert agent.polls == 3
-
-    def test_max_polls_finishes_what_it_claimed(self, server: ServerProcess, client: Client, flow_id: str) -> None:
-        label = unique("label")
-        run_id = client.create_flow_run(flow_id, labels=[label])
-        self.agent(server, labels=[label], max_polls=1).start()
-        assert client.wait_for_flow_run(run_id, timeout=30).state == "Success"
-
-    # -- labels ---------------------------------------------------------------------------
-
-    def test_labels_rule(self, server: ServerProcess, client: Client, flow_id: str) -> None:
-        dev, staging = unique("dev"), unique("staging")
-        dev_run = client.create_flow_run(flow_id, labels=[dev])
-        both_run = client.create_flow_run(flow_id, labels=[dev, staging])
-        with running(self.agent(server, labels=[dev])) as only_dev:
-            assert client.wait_for_flow_run(dev_run, timeout=30).state == "Success"
-            seen = only_dev.polls
-            wait_for(lambda: only_dev.polls >= seen + 2, what="a whole claim call since")
-            assert client.get_flow_run(both_run).state == "Scheduled"
-        with running(self.agent(server, labels=[dev, staging])) as both:
-            run = client.wait_for_flow_run(both_run, timeout=30)
-        assert run.state == "Success" and run.agent_id == both.agent_id
-        assert client.get_flow_run(dev_run).agent_id == only_dev.agent_id
-
-    def test_an_agent_with_labels_takes_a_run_with_fewer(
-        self, server: ServerProcess, client: Client, flow_id: str
-    ) -> None:
-        dev, staging = unique("dev"), unique("staging")
-        run_id = client.create_flow_run(flow_id, labels=[dev])
-        with running(self.agent(server, labels=[dev, staging])):
-            assert client.wait_for_flow_run(run_id, timeout=30).state == "Success"
-
     # -- environment ----------------------------------------------------------------------
 
     def test_env_vars_reach_the_process_and_cannot_override_the_required_ones(
@@ -182,21 +147,7 @@ class AgentContract:
         assert "HEADWATER__API__TOKEN" not in env  # none configured
         assert ("HEADWATER__CONTEXT__IMAGE" in env) == self.uses_image
 
-    # -- stopping and sharing -----------------------------------------------------------------
-
-    def test_stop_puts_back_a_run_claimed_while_stopping(
-        self, server: ServerProcess, client: Client, flow_id: str
-    ) -> None:
-        label = unique("label")
-        settings = FAST.model_copy(update={"claim_wait": 10.0})
-        with running(self.agent(server, labels=[label], settings=settings)) as agent:
-            wait_for(agent._loop.claiming.is_set, what="a claim call")
-            agent.stop()  # the long-poll claim is in flight: it ends with the run, which must go back
-            run_id = client.create_flow_run(flow_id, labels=[label])
-        run = client.get_flow_run(run_id)
-        assert run.state == "Scheduled" and run.agent_id is None, run
-        assert "put back" in (run.state_message or "")
-        assert any("put back" in r.message for r in client.get_flow_run_logs(run_id))
+    # -- sharing --------------------------------------------------------------------------------
 
     def test_two_agents_run_each_of_many_runs_exactly_once(
         self, server: ServerProcess, client: Client, flow_id: str, tmp_path: Path
@@ -215,3 +166,58 @@ class AgentContract:
         assert sorted(ran) == sorted(run_ids)  # each once: no duplicates, none missing
         takers = {client.get_flow_run(run_id).agent_id for run_id in run_ids}
         assert takers <= {first.agent_id, second.agent_id}
+
+
+class LoopContract(AgentContract):
+    """The claim loop's own rules (``agent/loop.py``: the same code for every platform), run once on
+    an agent whose deploys are cheap (the LocalAgent): max_polls, the label rule, put-back on stop.
+    """
+
+    def test_max_polls_ends_the_loop_after_that_many_claims(self, server: ServerProcess) -> None:
+        agent = self.agent(
+            server, labels=[unique("label")], max_polls=3, settings=FAST.model_copy(update={"claim_wait": 0.1})
+        )
+        agent.start()  # in the main thread: installs and restores signal handlers
+        assert agent.polls == 3
+
+    def test_max_polls_finishes_what_it_claimed(self, server: ServerProcess, client: Client, flow_id: str) -> None:
+        label = unique("label")
+        run_id = client.create_flow_run(flow_id, labels=[label])
+        self.agent(server, labels=[label], max_polls=1).start()
+        assert client.wait_for_flow_run(run_id, timeout=30).state == "Success"
+
+    def test_labels_rule(self, server: ServerProcess, client: Client, flow_id: str) -> None:
+        dev, staging = unique("dev"), unique("staging")
+        dev_run = client.create_flow_run(flow_id, labels=[dev])
+        both_run = client.create_flow_run(flow_id, labels=[dev, staging])
+        with running(self.agent(server, labels=[dev])) as only_dev:
+            assert client.wait_for_flow_run(dev_run, timeout=30).state == "Success"
+            seen = only_dev.polls
+            wait_for(lambda: only_dev.polls >= seen + 2, what="a whole claim call since")
+            assert client.get_flow_run(both_run).state == "Scheduled"
+        with running(self.agent(server, labels=[dev, staging])) as both:
+            run = client.wait_for_flow_run(both_run, timeout=30)
+        assert run.state == "Success" and run.agent_id == both.agent_id
+        assert client.get_flow_run(dev_run).agent_id == only_dev.agent_id
+
+    def test_an_agent_with_labels_takes_a_run_with_fewer(
+        self, server: ServerProcess, client: Client, flow_id: str
+    ) -> None:
+        dev, staging = unique("dev"), unique("staging")
+        run_id = client.create_flow_run(flow_id, labels=[dev])
+        with running(self.agent(server, labels=[dev, staging])):
+            assert client.wait_for_flow_run(run_id, timeout=30).state == "Success"
+
+    def test_stop_puts_back_a_run_claimed_while_stopping(
+        self, server: ServerProcess, client: Client, flow_id: str
+    ) -> None:
+        label = unique("label")
+        settings = FAST.model_copy(update={"claim_wait": 10.0})
+        with running(self.agent(server, labels=[label], settings=settings)) as agent:
+            wait_for(agent._loop.claiming.is_set, what="a claim call")
+            agent.stop()  # the long-poll claim is in flight: it ends with the run, which must go back
+            run_id = client.create_flow_run(flow_id, labels=[label])
+        run = client.get_flow_run(run_id)
+        assert run.state == "Scheduled" and run.agent_id is None, run
+        assert "put back" in (run.state_message or "")
+        assert any("put back" in r.message for r in client.get_flow_run_logs(run_id))

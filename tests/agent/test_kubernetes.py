@@ -152,17 +152,17 @@ def test_an_image_that_cant_be_pulled_fails_the_run_after_the_grace_and_deletes_
     flow = register(server, project, missing)
     label = unique("label")
     run_id = client.create_flow_run(flow, labels=[label])
-    settings = FAST.model_copy(update={"image_pull_grace": 3.0})
+    settings = FAST.model_copy(update={"image_pull_grace": 2.0})
     with running(kubernetes_agent(k8s_cluster, server, shared_tmp, labels=[label], settings=settings)):
         wait_for(lambda: client.get_flow_run(run_id).state == "Submitted", 30, "the claim")
-        time.sleep(1.5)
+        time.sleep(1.0)
         assert client.get_flow_run(run_id).state == "Submitted"  # within the grace: still waiting
         run = client.wait_for_flow_run(run_id, timeout=60)
         wait_for(lambda: not batch.list_namespaced_job("default", label_selector=f"{manifests.LABEL_FLOW_RUN_ID}="
                                                        f"{run_id}").items, 20, "the job's deletion")  # fmt: skip
     message = run.state_message or ""
     assert run.state == "Failed", message
-    assert "could not pull its image for 3s (agent.image_pull_grace)" in message
+    assert "could not pull its image for 2s (agent.image_pull_grace)" in message
     assert "ErrImagePull" in message or "ImagePullBackOff" in message
     logs = [r.message for r in client.get_flow_run_logs(run_id)]
     assert any(f'Failed to pull image "{missing}"' in line for line in logs), logs
@@ -180,7 +180,7 @@ def test_a_pod_waiting_for_a_node_stays_submitted_with_its_events_in_the_log_unt
             return any("FailedScheduling" in r.message for r in client.get_flow_run_logs(run_id))
 
         wait_for(scheduling_logged, 30, "the scheduling event in the run's log")
-        time.sleep(2)
+        time.sleep(1)
         assert client.get_flow_run(run_id).state == "Submitted"  # not failed for waiting
         k8s_cluster.runner.node_labels["headwater.test/pool"] = pool  # a node with that label arrives
         try:
@@ -258,7 +258,7 @@ def test_a_restarted_agent_finds_its_jobs_and_settles_them(
     label = unique("label")
     name = unique("k8s-restarting")
     run_id = client.create_flow_run(flow_id, labels=[label])
-    env = {"STANDIN_SLEEP": "3", "STANDIN_EXIT": "3"}
+    env = {"STANDIN_SLEEP": "2", "STANDIN_EXIT": "3"}
     with running(kubernetes_agent(k8s_cluster, server, shared_tmp, labels=[label], name=name, env_vars=env)):
         wait_for(lambda: client.get_flow_run(run_id).state == "Running", 30, "the run starting")
     assert client.get_flow_run(run_id).state == "Running"  # the job goes on without its agent
@@ -273,7 +273,7 @@ def test_two_agents_in_one_namespace_never_act_on_each_others_jobs(
 ) -> None:
     mine, theirs = unique("mine"), unique("theirs")
     run_id = client.create_flow_run(flow_id, labels=[mine])
-    first = kubernetes_agent(k8s_cluster, server, shared_tmp, labels=[mine], env_vars={"STANDIN_SLEEP": "3"})
+    first = kubernetes_agent(k8s_cluster, server, shared_tmp, labels=[mine], env_vars={"STANDIN_SLEEP": "1"})
     second = kubernetes_agent(k8s_cluster, server, shared_tmp, labels=[theirs])
     with running(first), running(second):
         wait_for(lambda: first.deployed_flow_run_ids() == {run_id}, 30, "the first agent's job")

@@ -16,7 +16,7 @@ from headwater.agent.local import LocalAgent, describe_exit
 from headwater.client import Client
 from headwater.server.process import ServerProcess
 
-from .contract import AgentContract
+from .contract import LoopContract
 from .helpers import FAST, STANDIN, running, unique, wait_for
 
 
@@ -30,7 +30,7 @@ def local_agent(server: ServerProcess, **kwargs: Any) -> LocalAgent:
     return agent
 
 
-class TestLocalAgent(AgentContract):
+class TestLocalAgent(LoopContract):
     def make_agent(self, server: ServerProcess, **kwargs: Any) -> LocalAgent:
         return local_agent(server, **kwargs)
 

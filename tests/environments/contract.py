@@ -7,8 +7,9 @@ the spec is complete JSON that round-trips through the registry (by kind, or by
 import path for a class of the user's own), the environment pickles with its flow,
 and ``run(flow)`` / ``execute(flow)`` — called with the flow alone, as the flow-run
 process calls them — run ``on_start`` → the flow → ``on_exit`` (also when the flow
-or ``on_start`` fails). An environment whose ``execute`` starts another hop instead
-of running in place sets ``runs_in_place = False``.
+or ``on_start`` fails). An environment whose ``execute`` runs the flow in place takes in
+:class:`InPlaceEnvironmentContract`, which adds that; one whose ``execute`` starts another
+hop (a Kubernetes Job) takes :class:`EnvironmentContract` and tests its hop itself.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import inspect
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import cloudpickle
 import pytest
@@ -72,9 +73,6 @@ class Recorder:
 
 
 class EnvironmentContract:
-    #: whether ``execute(flow)`` runs the flow in this process (else it starts another hop).
-    runs_in_place: ClassVar[bool] = True
-
     def make_environment(self, tmp_path: Path, **kwargs: Any) -> Environment:
         """An environment of this kind; ``kwargs`` are Environment arguments (labels, callbacks, metadata)."""
         raise NotImplementedError
@@ -168,9 +166,12 @@ class EnvironmentContract:
         assert state.is_failed() and "on_start failed: RuntimeError: no capacity" in (state.message or "")
         assert record.lines() == ["on_exit"]
 
+
+
+class InPlaceEnvironmentContract(EnvironmentContract):
+    """The contract of an environment whose ``execute(flow)`` runs the flow in this process."""
+
     def test_setup_and_execute_take_the_flow_alone_as_documented(self, tmp_path: Path) -> None:
-        if not self.runs_in_place:
-            pytest.skip(f"{type(self).__name__}: execute() starts another hop (its own tests cover it)")
         record = Recorder(tmp_path / "record.txt")
         env = self.make_environment(tmp_path, on_start=record.on_start, on_exit=record.on_exit)
         flow = small_flow()

@@ -17,7 +17,7 @@ from headwater import Flow, task
 from headwater.environments import Environment, environment_from_spec
 from headwater.plugins import PluginError
 
-from .contract import EnvironmentContract, Recorder
+from .contract import InPlaceEnvironmentContract, Recorder
 
 
 class CountingEnvironment(Environment):
@@ -46,12 +46,12 @@ class CountingEnvironment(Environment):
             Recorder(Path(self.note_to)).note(what)
 
 
-class TestBaseEnvironment(EnvironmentContract):
+class TestBaseEnvironment(InPlaceEnvironmentContract):
     def make_environment(self, tmp_path: Path, **kwargs: Any) -> Environment:
         return Environment(**kwargs)
 
 
-class TestCustomEnvironment(EnvironmentContract):
+class TestCustomEnvironment(InPlaceEnvironmentContract):
     def make_environment(self, tmp_path: Path, **kwargs: Any) -> Environment:
         return CountingEnvironment(note_to=str(tmp_path / "steps.txt"), **kwargs)
 
@@ -88,7 +88,7 @@ def test_the_documented_signatures_run_the_flow(tmp_path: Path) -> None:
         ("environments.test_custom.Nope", "does not resolve: module 'environments.test_custom' has no attribute"),
         ("no_such_module_hw.Env", "does not resolve"),
         ("headwater.core.flow.Flow", "not a concrete headwater Environment class"),
-        ("kubernetes", "unknown environment kind 'kubernetes'; known kinds: docker, local, remote"),
+        ("kubernetes", "unknown environment kind 'kubernetes'; known kinds: docker, kubernetes-job, local, remote"),
     ],
 )
 def test_a_kind_that_names_no_environment_is_a_clear_error(kind: str, message: str) -> None:

@@ -23,7 +23,7 @@ from headwater.executors import DaskExecutor, LocalDaskExecutor, LocalExecutor
 from headwater.storage import storage_from_spec
 from headwater.storage.script import extract_flow_from_file
 
-from .contract import EnvironmentContract
+from .contract import InPlaceEnvironmentContract
 
 SOURCE = """
 from headwater import Flow, task
@@ -41,7 +41,7 @@ with Flow("env-etl") as flow:
 """
 
 
-class TestDockerEnvironment(EnvironmentContract):
+class TestDockerEnvironment(InPlaceEnvironmentContract):
     """The contract needs no daemon: a DockerEnvironment runs the flow in place, inside its container."""
 
     def make_environment(self, tmp_path: Path, **kwargs: Any) -> DockerEnvironment:

@@ -12,12 +12,12 @@ from headwater import Flow, task
 from headwater.environments import LocalEnvironment, environment_from_spec
 from headwater.executors import LocalDaskExecutor
 
-from .contract import EnvironmentContract
+from .contract import InPlaceEnvironmentContract
 
 events: list[str] = []
 
 
-class TestLocalEnvironment(EnvironmentContract):
+class TestLocalEnvironment(InPlaceEnvironmentContract):
     def make_environment(self, tmp_path: Path, **kwargs: Any) -> LocalEnvironment:
         return LocalEnvironment(**kwargs)
 

@@ -10,10 +10,10 @@ import pytest
 from headwater import Flow, task
 from headwater.environments import RemoteEnvironment, environment_class, environment_from_spec
 
-from .contract import EnvironmentContract
+from .contract import InPlaceEnvironmentContract
 
 
-class TestRemoteEnvironment(EnvironmentContract):
+class TestRemoteEnvironment(InPlaceEnvironmentContract):
     def make_environment(self, tmp_path: Path, **kwargs: Any) -> RemoteEnvironment:
         return RemoteEnvironment("headwater.executors.LocalDaskExecutor", {"scheduler": "threads"}, **kwargs)
 
@@ -60,9 +60,9 @@ def test_registry_errors_name_the_kind_and_the_fix() -> None:
     with pytest.raises(ValueError, match=r"unknown environment kind 'nope'; known kinds: .*local"):
         environment_class("nope")
     # only kinds whose modules exist are listed: a later release's kind is simply unknown
-    unknown = "unknown environment kind 'kubernetes-job'; known kinds: docker, local, remote"
+    unknown = "unknown environment kind 'fargate-task'; known kinds: docker, kubernetes-job, local, remote"
     with pytest.raises(ValueError, match=unknown):
-        environment_class("kubernetes-job")
+        environment_class("fargate-task")
     with pytest.raises(ValueError, match="has no 'kind'"):
         environment_from_spec({"labels": []})
     with pytest.raises(ValueError, match=r"has key\(s\) 'surprise' that LocalEnvironment does not take"):

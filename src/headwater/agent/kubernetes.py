@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 #: Log lines of a failed pod that go into its run's state message.
 LOG_LINES = 20
 #: Seconds a terminated pod of a run is left before the agent judges it (a second hop may be starting).
-SETTLE = 2.0
+SETTLE = 1.0
 #: Seconds between two reads of a waiting pod's events.
 EVENT_POLL = 5.0
 #: The watch streams' server-side timeout (they are restarted at once).

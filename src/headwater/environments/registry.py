@@ -21,6 +21,7 @@ registry: Registry[Environment] = Registry(
         "local": Entry("headwater.environments.local.LocalEnvironment"),
         "remote": Entry("headwater.environments.remote.RemoteEnvironment"),
         "docker": Entry("headwater.environments.docker.DockerEnvironment", "docker"),
+        "kubernetes-job": Entry("headwater.environments.kubernetes.KubernetesJobEnvironment", "kubernetes"),
     },
     register_function="headwater.environments.register_environment",
 )
