@@ -163,7 +163,7 @@ def k8s_cluster(docker_daemon: Any, tmp_path_factory: pytest.TempPathFactory) ->
 
     cluster = Cluster(tmp_path_factory.mktemp("k8s")).start()
     docker = docker_daemon.client()
-    runner = PodRunner(cluster, docker, interval=0.1).start()
+    runner = PodRunner(cluster, docker).start()
     cluster.runner = runner  # type: ignore[attr-defined]
     try:
         yield cluster

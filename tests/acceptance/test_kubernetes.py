@@ -142,17 +142,20 @@ def test_flows_labelled_k8s_run_to_success_in_the_cluster(
         with Client(server.url) as client:
             client.create_project("k8s")
             local = extract_flow_from_file(path=str(write_flow(tmp_path, "local", LOCAL)))
-            local.storage = docker_storage(docker_registry, docker_base_image, docker_daemon)
-            local_id = local.register("k8s")
-
             spec = tmp_path / "job.yaml"
             spec.write_text(yaml.safe_dump(mounted_job(str(k8s_cluster.kubeconfig.parent))))
             second = extract_flow_from_file(path=str(write_flow(tmp_path, "second", JOB_ENVIRONMENT.format(
                 spec=str(spec)))))  # fmt: skip
-            second.storage = docker_storage(
+            # one image holds both flows (built once); each is registered naming it
+            storage = docker_storage(
                 docker_registry, docker_base_image, docker_daemon, python_dependencies=["kubernetes>=29,<37"]
             )
-            second_id = second.register("k8s")
+            storage.add_flow(local)
+            storage.add_flow(second)
+            storage.build()
+            local.storage = second.storage = storage
+            local_id = local.register("k8s", build=False)
+            second_id = second.register("k8s", build=False)
 
             k8s_agent(server, "-l", "k8s", "--name", "k8s-e2e")
             runs = {"local": client.create_flow_run(local_id), "second": client.create_flow_run(second_id)}

@@ -116,6 +116,8 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         self.pod_log: Callable[[str, str], str | None] = lambda namespace, name: None
         #: every object that failed validation, for tests that want to see it.
         self.invalid: list[tuple[dict[str, Any], str]] = []
+        #: called after every write (create, patch, delete): the pod runner reconciles on it.
+        self.on_write: Callable[[], None] = lambda: None
 
     def forbid(self, verb: str, plural: str) -> None:
         """Answer 403 to ``verb`` (create, get, list, watch, patch, delete) on ``plural`` from now on."""
@@ -138,7 +140,12 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
                     return _status(422, "Invalid", problem)
             if request.action == kmock.action.UPDATE and isinstance(request.data, dict):
                 request.data.setdefault("metadata", {})["resourceVersion"] = str(next(self.versions))
-        return await super()._handle(request)  # type: ignore[no-any-return]
+        try:
+            return await super()._handle(request)  # type: ignore[no-any-return]
+        finally:
+            if resource is not None and request.action in (kmock.action.CREATE, kmock.action.UPDATE,
+                                                            kmock.action.DELETE):  # fmt: skip
+                self.on_write()
 
     def _prepare(self, request: rendering.Request, obj: dict[str, Any]) -> str | None:
         """Validate a new object and fill in what the server sets; the problem, if it is invalid."""

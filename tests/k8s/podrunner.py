@@ -26,6 +26,11 @@ times a second:
 
 Everything it writes goes through the emulator's schema validation too. It is the only
 stand-in in the Kubernetes tests (docs/development.md).
+
+It reconciles when something changes — a write to the API (the emulator's ``on_write``), a
+container that exits (Docker's ``die`` events) — and once a second besides (TTLs, pull
+back-offs), so it costs nothing while the cluster is idle; events older than a minute are
+deleted, as the API server's event TTL does.
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ CONTAINER_LABEL = "headwater.test/pod-uid"
 NODE = "emulated-node"
 #: Seconds between two pulls of an image that could not be pulled.
 PULL_BACKOFF = 3.0
+#: Seconds an event is kept (the API server keeps them an hour; tests need a minute).
+EVENT_TTL = 60.0
 
 
 @dataclass
@@ -74,10 +81,12 @@ class PodState:
 class PodRunner:
     """Plays the kubelet, scheduler, job controller and garbage collector of one node."""
 
-    def __init__(self, cluster: Cluster, docker: Any, interval: float = 0.2) -> None:
+    def __init__(self, cluster: Cluster, docker: Any, interval: float = 1.0) -> None:
         self.cluster = cluster
         self.docker = docker
+        #: seconds between two reconciles when nothing happens (a change wakes it at once).
         self.interval = interval
+        self._dirty = threading.Event()
         configuration = k8s.Configuration()
         k8s_config.load_kube_config(config_file=str(cluster.kubeconfig), client_configuration=configuration)
         self.api = k8s.ApiClient(configuration)
@@ -91,15 +100,20 @@ class PodRunner:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="k8s-pod-runner", daemon=True)
+        self._events = threading.Thread(target=self._docker_events, name="k8s-pod-runner-events", daemon=True)
+        self._last_event_sweep = 0.0
 
     def start(self) -> PodRunner:
         assert self.cluster.emulator is not None
         self.cluster.emulator.pod_log = self.log_of
+        self.cluster.emulator.on_write = self._dirty.set
         self._thread.start()
+        self._events.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
+        self._dirty.set()
         self._thread.join(15)
         for container in self.docker.containers.list(all=True, filters={"label": CONTAINER_LABEL}):
             with contextlib.suppress(Exception):
@@ -141,12 +155,27 @@ class PodRunner:
     # -- the loop ---------------------------------------------------------------------------
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self._stop.is_set():
+            self._dirty.wait(self.interval)
+            self._dirty.clear()
+            if self._stop.is_set():
+                return
             try:
                 self._reconcile()
             except Exception as exc:  # keep running; a test that needs it will see errors
                 logger.exception("pod runner: reconcile failed")
                 self.errors.append(f"{type(exc).__name__}: {exc}")
+
+    def _docker_events(self) -> None:
+        """Wake the loop when one of the runner's containers exits."""
+        while not self._stop.is_set():
+            try:
+                for _ in self.docker.events(decode=True, filters={"event": "die", "label": CONTAINER_LABEL}):
+                    self._dirty.set()
+                    if self._stop.is_set():
+                        return
+            except Exception:
+                self._stop.wait(1.0)
 
     def _reconcile(self) -> None:
         jobs = {j["metadata"]["uid"]: j for j in _items(self.batch.list_job_for_all_namespaces(_preload_content=False))}
@@ -162,6 +191,17 @@ class PodRunner:
             for docker_id in state.containers.values():
                 with contextlib.suppress(Exception):
                     self.docker.api.remove_container(docker_id, force=True)
+        if time.monotonic() - self._last_event_sweep > EVENT_TTL / 2:
+            self._last_event_sweep = time.monotonic()
+            self._sweep_events()
+
+    def _sweep_events(self) -> None:
+        listed = json.loads(self.core.list_event_for_all_namespaces(_preload_content=False).data)
+        for event in listed.get("items") or []:
+            metadata = event.get("metadata") or {}
+            if _age(event.get("lastTimestamp")) > EVENT_TTL:
+                with contextlib.suppress(k8s.ApiException):
+                    self.core.delete_namespaced_event(metadata["name"], metadata["namespace"])
 
     # -- job controller, garbage collector, TTL ----------------------------------------------
 
@@ -341,7 +381,7 @@ class PodRunner:
             except Exception:
                 return  # removed meanwhile (an eviction): nothing more to report
         if any(s.get("Running") for s in inspected.values()):
-            return
+            return  # still running: its exit wakes the loop (Docker's die event)
         oom_asked = ((pod["metadata"].get("annotations") or {}).get(OOM_ANNOTATION) or "").lower() == "true"
         statuses = []
         failed = False
