@@ -84,6 +84,34 @@ class AgentContract:
         assert run.state == "Failed"
         assert "exited with code 3" in (run.state_message or ""), run.state_message
 
+    def test_a_process_that_fails_after_its_run_was_recovered_leaves_the_run_to_its_new_agent(
+        self, server: ServerProcess, client: Client, flow_id: str, tmp_path: Path
+    ) -> None:
+        # The server's recovery gives a run back (Scheduled, no agent) when its process is slow to
+        # start; another agent claims and runs it; the slow process then finds the run not its own
+        # and exits non-zero. Its agent must not fail the run: it is the other agent's now.
+        label, gate = unique("label"), tmp_path / "gate"
+        run_id = client.create_flow_run(flow_id, labels=[label])
+        slow = self.agent(server, labels=[label], env_vars={"STANDIN_GATE": str(gate)})
+        with running(slow):
+            wait_for(lambda: slow.deployed_flow_run_ids() == {run_id}, 30, "the slow agent's process")
+            slow.ready = lambda: "claims nothing more in this test"  # type: ignore[method-assign]
+            polls = -1
+            while polls != slow.polls:  # let a claim call in flight end (claim_wait is 0.5 s)
+                polls = slow.polls
+                time.sleep(1.0)
+            submitted = client.get_flow_run(run_id)
+            client.set_flow_run_state(run_id, "Scheduled", version=submitted.version, message="recovered (test)")
+            with running(self.agent(server, labels=[label], env_vars={"STANDIN_SLEEP": "5"})) as other:
+                wait_for(lambda: client.get_flow_run(run_id).state == "Running", 30, "the other agent's run")
+                gate.touch()
+                wait_for(lambda: not slow.deployed_flow_run_ids(), 30, "the slow process exiting")
+                run = client.wait_for_flow_run(run_id, timeout=60)
+        assert run.state == "Success", (run.state, run.state_message)
+        assert run.agent_id == other.agent_id
+        messages = [r.message for r in client.get_flow_run_logs(run_id)]
+        assert not any("exited with" in line for line in messages), messages
+
     # -- cancellation ------------------------------------------------------------------
 
     @contextmanager

@@ -4,6 +4,7 @@ Reads the run from ``HEADWATER__CONTEXT__FLOW_RUN_ID`` and the server from
 ``HEADWATER__API__URL`` as the real entrypoint does, moves the run to Running,
 then Success. The tests steer it with variables the agent passes on:
 
+* ``STANDIN_GATE=path``: wait until that file exists before anything else;
 * ``STANDIN_DUMP_ENV=path``: write its environment there as JSON first;
 * ``STANDIN_APPEND=path``: append the run id to that file (one ``O_APPEND`` write);
 * ``STANDIN_SLEEP=seconds``: stay Running that long;
@@ -22,11 +23,18 @@ from headwater.client import Client
 
 def main() -> int:
     run_id = os.environ["HEADWATER__CONTEXT__FLOW_RUN_ID"]
+    if gate := os.environ.get("STANDIN_GATE"):
+        while not os.path.exists(gate):
+            time.sleep(0.05)
     if dump := os.environ.get("STANDIN_DUMP_ENV"):
         with open(dump, "w") as out:
             json.dump(dict(os.environ), out)
     with Client() as client:
-        client.set_flow_run_state(run_id, "Running")
+        run = client.get_flow_run(run_id)
+        if run.state != "Submitted":  # as the real entry point: only a claimed run is this process's
+            print(f"standin: flow run {run_id} is {run.state}, not Submitted", file=sys.stderr)
+            return 2
+        client.set_flow_run_state(run_id, "Running", version=run.version)
         if append := os.environ.get("STANDIN_APPEND"):
             fd = os.open(append, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from headwater.agent.base import Agent, logger
 from headwater.client.errors import ApiError
-from headwater.core.run_states import FINISHED, FlowRunState
+from headwater.core.run_states import FINISHED, HELD, FlowRunState
 
 if TYPE_CHECKING:
     from headwater.schemas.flow_runs import FlowRun
@@ -186,6 +186,9 @@ class LocalAgent(Agent):
             return False
         if run.state in FINISHED:
             logger.info("flow run %s ended %s; its process %s", flow_run_id, run.state, how)
+            return True
+        if run.agent_id != self.agent_id or run.state not in HELD:  # recovered meanwhile, maybe another agent's now
+            logger.info("flow run %s is %s and not this agent's any more; its process %s", flow_run_id, run.state, how)
             return True
         message = f"the flow-run process {how}"
         if run.state == FlowRunState.SUBMITTED and stopping:
