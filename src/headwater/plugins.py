@@ -37,6 +37,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "azure": ("azure.storage.blob",),
     "docker": ("docker",),
     "kubernetes": ("kubernetes",),
+    "dask-kubernetes": ("kubernetes", "distributed"),
 }
 
 

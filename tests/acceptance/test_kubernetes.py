@@ -7,7 +7,11 @@ registry, so its pods pull their image from there:
 
 1. with a ``LocalEnvironment``, the flow runs in the agent's job;
 2. with a ``KubernetesJobEnvironment`` from a spec file, the agent's job starts the
-   environment's job (carrying the agent's labels), and the flow runs there.
+   environment's job (carrying the agent's labels), and the flow runs there;
+3. with a ``DaskKubernetesEnvironment``, the environment's job runs the scheduler and the
+   flow's tasks run on worker pods: on at least two of them, their number rising with the
+   work and falling back to ``min_workers`` in the flow's long serial tail, and none left
+   when the run ends.
 
 The pods reach the emulator through a kubeconfig in a ``hostPath`` volume (on a real cluster
 the in-cluster configuration does that), and the server through the host network.
@@ -19,6 +23,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,6 +76,30 @@ def total(values):
 environment = KubernetesJobEnvironment(job_spec_file={spec!r}, unique_job_name=True, labels=["k8s"])
 with Flow("k8s-job", environment=environment) as flow:
     total(numbers(Parameter("n", default=4)))
+"""
+
+
+DASK = """
+import logging
+import os
+import time
+from headwater import Flow, task
+from headwater.environments import DaskKubernetesEnvironment
+
+@task
+def spread(i):
+    time.sleep(2.5)
+    return os.environ.get("DASK_WORKER_POD", "not a worker pod")
+
+@task
+def tail(pods):
+    logging.getLogger("headwater.task").info("tasks ran on worker pods: %s", ", ".join(sorted(set(pods))))
+    time.sleep(9)  # a long serial tail: the cluster falls back to min_workers meanwhile
+    return len(set(pods))
+
+environment = DaskKubernetesEnvironment(min_workers=1, max_workers=3, labels=["k8s"], scheduler_spec_file={spec!r})
+with Flow("k8s-dask", environment=environment) as flow:
+    tail([spread(i) for i in range(6)])
 """
 
 
@@ -146,26 +175,36 @@ def test_flows_labelled_k8s_run_to_success_in_the_cluster(
             spec.write_text(yaml.safe_dump(mounted_job(str(k8s_cluster.kubeconfig.parent))))
             second = extract_flow_from_file(path=str(write_flow(tmp_path, "second", JOB_ENVIRONMENT.format(
                 spec=str(spec)))))  # fmt: skip
-            # one image holds both flows (built once); each is registered naming it
+            scheduler = tmp_path / "scheduler.yaml"
+            scheduler.write_text(yaml.safe_dump(mounted_job(str(k8s_cluster.kubeconfig.parent), "dask-scheduler")))
+            dask = extract_flow_from_file(path=str(write_flow(tmp_path, "dask", DASK.format(spec=str(scheduler)))))
+            # one image holds the three flows (built once); each is registered naming it
+            import distributed
+
             storage = docker_storage(
-                docker_registry, docker_base_image, docker_daemon, python_dependencies=["kubernetes>=29,<37"]
-            )
-            storage.add_flow(local)
-            storage.add_flow(second)
+                docker_registry, docker_base_image, docker_daemon,
+                python_dependencies=["kubernetes>=29,<37", f"dask[distributed]=={distributed.__version__}"],
+            )  # fmt: skip
+            for flow in (local, second, dask):
+                storage.add_flow(flow)
             storage.build()
-            local.storage = second.storage = storage
+            local.storage = second.storage = dask.storage = storage
             local_id = local.register("k8s", build=False)
             second_id = second.register("k8s", build=False)
+            dask_id = dask.register("k8s", build=False)
 
             k8s_agent(server, "-l", "k8s", "--name", "k8s-e2e")
-            runs = {"local": client.create_flow_run(local_id), "second": client.create_flow_run(second_id)}
+            runs = {"local": client.create_flow_run(local_id), "second": client.create_flow_run(second_id),
+                    "dask": client.create_flow_run(dask_id)}  # fmt: skip
+            counts = watch_workers(k8s_cluster, runs["dask"], client)
 
             for what, run_id in runs.items():
                 run = finished(client, run_id, timeout=240)
                 logs = "\n".join(r.message for r in client.get_flow_run_logs(run_id))
                 assert run.state == "Success", f"{what}: {run.state_message}\n{logs}\n{k8s_agent.logs()}"
-                states = {t.task_slug: t.state for t in client.get_task_runs(run_id)}
-                assert states == {"n": "Success", "numbers-1": "Success", "total-1": "Success"}, states
+                assert {t.state for t in client.get_task_runs(run_id)} == {"Success"}
+            states = {t.task_slug: t.state for t in client.get_task_runs(runs["local"])}
+            assert states == {"n": "Success", "numbers-1": "Success", "total-1": "Success"}, states
             local_logs = "\n".join(r.message for r in client.get_flow_run_logs(runs["local"]))
             assert "the total in the agent's job is 10" in local_logs
             second_logs = "\n".join(r.message for r in client.get_flow_run_logs(runs["second"]))
@@ -184,6 +223,55 @@ def test_flows_labelled_k8s_run_to_success_in_the_cluster(
             hop = next(j for j in jobs if j.metadata.labels[manifests.LABEL_ROLE] == "second-hop")
             assert hop.metadata.labels[manifests.LABEL_AGENT_NAME] == "k8s-e2e"  # carried: the agent watches it
             assert hop.metadata.name.startswith("etl-job-") and hop.metadata.labels["team"] == "data"
+            dask_logs = "\n".join(r.message for r in client.get_flow_run_logs(runs["dask"]))
+            used = next(line for line in dask_logs.splitlines() if "tasks ran on worker pods" in line)
+            assert len(used.split(": ", 1)[1].split(", ")) >= 2, used  # on at least two worker pods
+            seen = counts()
+            assert max(seen) >= 2, seen  # it rose with the work ...
+            peak = seen.index(max(seen))
+            assert 1 in seen[peak:], seen  # ... and fell back to min_workers in the serial tail
+            assert seen[-1] == 0, seen  # none left when the run ended
             assert not k8s_cluster.emulator.invalid
     finally:
         server.stop()
+
+
+def watch_workers(k8s_cluster: Any, run_id: str, api: Client) -> Any:
+    """Count the run's Dask worker pods every 0.3 s until the run ends; ``counts()`` waits and gives them."""
+    import threading
+
+    from kubernetes import client as k8s
+    from kubernetes import config
+
+    seen: list[int] = []
+    configuration = k8s.Configuration()
+    config.load_kube_config(str(k8s_cluster.kubeconfig), client_configuration=configuration)
+    selector = f"{manifests.LABEL_FLOW_RUN_ID}={run_id},{manifests.LABEL_ROLE}=dask-worker"
+
+    def count() -> None:
+        try:
+            watch()
+        except Exception as exc:  # the test ended (its client closed) or the API went: stop counting
+            seen.append(-1)
+            print(f"counting worker pods stopped: {exc}", file=sys.stderr)
+
+    def watch() -> None:
+        with k8s.ApiClient(configuration) as client:
+            core = k8s.CoreV1Api(client)
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                seen.append(len(core.list_namespaced_pod("default", label_selector=selector).items))
+                if api.get_flow_run(run_id).state in ("Success", "Failed", "Cancelled"):
+                    time.sleep(1.0)  # the pods go as the run ends
+                    seen.append(len(core.list_namespaced_pod("default", label_selector=selector).items))
+                    return
+                time.sleep(0.3)
+
+    thread = threading.Thread(target=count, daemon=True)
+    thread.start()
+
+    def counts() -> list[int]:
+        thread.join(310)
+        return seen
+
+    return counts

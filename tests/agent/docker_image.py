@@ -31,8 +31,9 @@ def core_requirements() -> list[str]:
     return [r for r in importlib.metadata.requires("headwater") or [] if "extra ==" not in r]
 
 
-def dockerfile(base_image: str) -> str:
+def dockerfile(base_image: str, extra_requirements: list[str] | None = None) -> str:
     pip = ["python", "-m", "pip", "install", "--quiet", "--no-cache-dir", "--disable-pip-version-check"]
+    extras = [f"RUN {json.dumps([*pip, *extra_requirements])}"] if extra_requirements else []
     return "\n".join(
         [
             f"FROM {base_image}",
@@ -40,6 +41,7 @@ def dockerfile(base_image: str) -> str:
             "ENV SSL_CERT_FILE=/usr/local/share/ca-certificates/host-ca.crt "
             "PIP_CERT=/usr/local/share/ca-certificates/host-ca.crt PIP_ROOT_USER_ACTION=ignore",
             f"RUN {json.dumps([*pip, *core_requirements()])}",
+            *extras,
             "COPY source /opt/headwater-src",
             f"RUN {json.dumps([*pip, '--no-deps', '--no-build-isolation', '/opt/headwater-src'])}",
             f"COPY standin.py {STANDIN_PATH}",
@@ -48,7 +50,7 @@ def dockerfile(base_image: str) -> str:
     )
 
 
-def _context(base_image: str) -> io.BytesIO:
+def _context(base_image: str, extra_requirements: list[str] | None = None) -> io.BytesIO:
     """The build context as a tar: Dockerfile, CA bundle, the filtered source tree, the stand-in."""
     data = io.BytesIO()
     skip = re.compile(r"(__pycache__|\.egg-info|\.pyc)$")
@@ -59,7 +61,7 @@ def _context(base_image: str) -> io.BytesIO:
             info.size = len(content)
             tar.addfile(info, io.BytesIO(content))
 
-        add_bytes("Dockerfile", dockerfile(base_image).encode())
+        add_bytes("Dockerfile", dockerfile(base_image, extra_requirements).encode())
         tar.add(HOST_CA_BUNDLE, "ca.crt")
         tar.add(Path(__file__).with_name("standin.py"), "standin.py")
         for name in ("pyproject.toml", "README.md"):
@@ -69,15 +71,18 @@ def _context(base_image: str) -> io.BytesIO:
     return data
 
 
-def build_test_image(client: Any, base_image: str, tag: str) -> str:
+def build_test_image(client: Any, base_image: str, tag: str, extra_requirements: list[str] | None = None) -> str:
     """Build the agent tests' image as ``tag`` on the daemon of ``client``; returns ``tag``.
+
+    ``extra_requirements`` are pip-installed in a layer of their own after headwater's core
+    dependencies (``dask``/``distributed`` for the Dask worker pods' image).
 
     Raises:
         RuntimeError: the build failed, with its output.
     """
     output: list[str] = []
     stream = client.api.build(
-        fileobj=_context(base_image), custom_context=True, tag=tag, rm=True, forcerm=True,
+        fileobj=_context(base_image, extra_requirements), custom_context=True, tag=tag, rm=True, forcerm=True,
         network_mode="host", decode=True,
     )  # fmt: skip
     for chunk in stream:

@@ -150,6 +150,9 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
     def _prepare(self, request: rendering.Request, obj: dict[str, Any]) -> str | None:
         """Validate a new object and fill in what the server sets; the problem, if it is invalid."""
         metadata = obj.setdefault("metadata", {})
+        resource = request.resource
+        if not obj.get("apiVersion") and resource is not None and resource.version:  # as the API server: the URL's
+            obj["apiVersion"] = f"{resource.group}/{resource.version}" if resource.group else resource.version
         if not metadata.get("name") and metadata.get("generateName"):
             metadata["name"] = f"{metadata['generateName']}{uuid.uuid4().hex[:5]}"
         if request.namespace:

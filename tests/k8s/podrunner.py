@@ -8,7 +8,7 @@ times a second:
   ``<job>-<5 chars>``, labelled ``job-name`` and ``controller-uid``, owned by the job); the
   job's status follows its pod (``succeeded``/``failed``, a ``Complete``/``Failed``
   condition); a finished job with ``ttlSecondsAfterFinished`` is deleted when that has passed;
-  pods whose job is gone are deleted (the garbage collector);
+  pods whose owner (a job, or a pod) is gone are deleted (the garbage collector);
 - **scheduler**: a pod whose ``nodeSelector`` the one node's labels (:attr:`PodRunner.node_labels`)
   don't match stays Pending with ``PodScheduled=False``/``Unschedulable`` and a
   ``FailedScheduling`` event, until a test adds the label (as an autoscaler adds a node);
@@ -16,7 +16,8 @@ times a second:
   (a failure: ``ErrImagePull``, then ``ImagePullBackOff``, with ``Failed``/``BackOff``
   events; a missing ``imagePullSecrets`` secret: a ``FailedToRetrieveImagePullSecret``
   event), then each container runs with its command, args and env on the host network (pod
-  IP 127.0.0.1), ``hostPath`` volumes bound in, and ``resources.limits.memory`` as the
+  IP 127.0.0.1), ``fieldRef`` variables of the downward API (name, namespace, uid, pod IP),
+  ``hostPath`` volumes bound in, and ``resources.limits.memory`` as the
   container's memory limit; the pod's
   status follows: ``Running``, then ``Succeeded``/``Failed`` with each container's exit code
   and reason (``Completed``, ``Error``, ``OOMKilled`` — also when the pod's annotation
@@ -211,8 +212,10 @@ class PodRunner:
             for ref in pod["metadata"].get("ownerReferences") or []:
                 if ref.get("kind") == "Job":
                     owned.setdefault(ref["uid"], []).append(pod)
-                    if ref["uid"] not in jobs:  # its job is gone: collect the pod
-                        self._delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"])
+                if (ref.get("kind") == "Job" and ref["uid"] not in jobs) or (
+                    ref.get("kind") == "Pod" and ref["uid"] not in pods
+                ):  # its owner is gone: the garbage collector deletes it
+                    self._delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"])
         for uid, job in jobs.items():
             metadata, status = job["metadata"], job.get("status") or {}
             namespace, name = metadata["namespace"], metadata["name"]
@@ -343,12 +346,15 @@ class PodRunner:
         started = now()
         statuses = []
         host_paths = {v["name"]: v["hostPath"]["path"] for v in pod["spec"].get("volumes") or [] if v.get("hostPath")}
+        fields = {"metadata.name": state.name, "metadata.namespace": state.namespace,
+                  "metadata.uid": pod["metadata"]["uid"], "status.podIP": "127.0.0.1", "status.hostIP": "127.0.0.1",
+                  "spec.nodeName": NODE}  # fmt: skip
         for container in containers:
             binds = {
                 host_paths[m["name"]]: {"bind": m["mountPath"], "mode": "ro" if m.get("readOnly") else "rw"}
                 for m in container.get("volumeMounts") or [] if m.get("name") in host_paths
             }
-            env = {item["name"]: str(item.get("value", "")) for item in container.get("env") or [] if "name" in item}
+            env = {item["name"]: _env_value(item, fields) for item in container.get("env") or [] if "name" in item}
             limits = ((container.get("resources") or {}).get("limits") or {}).get("memory")
             created = self.docker.api.create_container(
                 container["image"],
@@ -443,6 +449,14 @@ class PodRunner:
         }  # fmt: skip
         with contextlib.suppress(k8s.ApiException):
             self.core.create_namespaced_event(namespace, event)
+
+
+def _env_value(item: dict[str, Any], fields: dict[str, str]) -> str:
+    """A container variable's value: its ``value``, or a ``fieldRef`` of the downward API."""
+    if "value" in item:
+        return str(item["value"])
+    path = ((item.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
+    return fields.get(path or "", "")
 
 
 def _items(response: Any) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from headwater.environments.base import Environment
 from headwater.kube import jobs as manifests
@@ -45,7 +45,7 @@ class KubernetesJobEnvironment(Environment):
     """
 
     kind = "kubernetes-job"
-    dependencies = ("kubernetes",)
+    dependencies: ClassVar[tuple[str, ...]] = ("kubernetes",)
 
     def __init__(
         self,

@@ -1,4 +1,5 @@
-"""Environments by kind: ``"local"``, ``"remote"``, ``"docker"`` → lazy import paths.
+"""Environments by kind: ``"local"``, ``"remote"``, ``"docker"``, ``"kubernetes-job"``,
+``"dask-kubernetes"`` → lazy import paths.
 
 The one place that maps environment kinds to classes (``headwater.plugins``
 is the shape every family shares). :func:`environment_from_spec` rebuilds an
@@ -22,6 +23,9 @@ registry: Registry[Environment] = Registry(
         "remote": Entry("headwater.environments.remote.RemoteEnvironment"),
         "docker": Entry("headwater.environments.docker.DockerEnvironment", "docker"),
         "kubernetes-job": Entry("headwater.environments.kubernetes.KubernetesJobEnvironment", "kubernetes"),
+        "dask-kubernetes": Entry(
+            "headwater.environments.dask_kubernetes.DaskKubernetesEnvironment", "dask-kubernetes"
+        ),
     },
     register_function="headwater.environments.register_environment",
 )
