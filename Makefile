@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/pickup.py
 	$(BIN)/python bench/storage.py
+	$(BIN)/python bench/kubernetes_agent.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -50,6 +50,8 @@ SETTLE = 1.0
 EVENT_POLL = 5.0
 #: The watch streams' server-side timeout (they are restarted at once).
 WATCH_TIMEOUT = 30
+#: Flow versions whose image the agent remembers.
+IMAGE_CACHE = 256
 _WAITING_FOR_IMAGE = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
 
 
@@ -130,6 +132,8 @@ class KubernetesAgent(Agent):
         self.core = k8s.CoreV1Api(self.api)
         self.batch = k8s.BatchV1Api(self.api)
         self._runs: dict[str, RunInfra] = {}
+        #: image by flow version id (a version's metadata doesn't change): one server call per version.
+        self._images: dict[str, str] = {}
         self._lock = threading.Lock()
         self._watching = threading.Event()
         self._watchers: list[threading.Thread] = []
@@ -214,10 +218,15 @@ class KubernetesAgent(Agent):
             KubernetesDeployError: no image, or the API refused the Job (named, with the fix).
             DeployLater: the API can't be reached (the run is put back).
         """
-        try:
-            image = image_of(self.client.get_flow(flow_run.flow_id))
-        except DeployError as exc:
-            raise KubernetesDeployError(str(exc)) from None
+        image = self._images.get(flow_run.flow_id)
+        if image is None:
+            try:
+                image = image_of(self.client.get_flow(flow_run.flow_id))
+            except DeployError as exc:
+                raise KubernetesDeployError(str(exc)) from None
+            if len(self._images) >= IMAGE_CACHE:
+                self._images.pop(next(iter(self._images)))
+            self._images[flow_run.flow_id] = image
         job = self.job_for(flow_run, image)
         name = job["metadata"]["name"]
         with self._lock:
@@ -345,7 +354,8 @@ class KubernetesAgent(Agent):
             return
         ended = sorted(pods, key=lambda p: _finished_at(p))
         if ended:
-            self._settle(run_id, infra, self._ended_message(ended[-1]), delete=False, failed_pod=ended[-1])
+            last = ended[-1]
+            self._settle(run_id, infra, lambda: self._ended_message(last), delete=False)
         elif deleted:
             self._settle(run_id, infra, f"its Job {sorted(deleted)[0]} was deleted before the run ended", delete=False)
 
@@ -368,15 +378,18 @@ class KubernetesAgent(Agent):
         message = f"the flow run's pod {_name(pod)} {how}"
         return message + (f"; its last log lines:\n{tail}" if tail else " (it wrote no output)")
 
-    def _settle(self, run_id: str, infra: RunInfra, message: str, delete: bool, failed_pod: Any = None) -> None:
-        """End the run Failed (Cancelled if it was being cancelled) unless it already ended; maybe delete its jobs."""
+    def _settle(self, run_id: str, infra: RunInfra, message: str | Callable[[], str], delete: bool) -> None:
+        """End the run Failed (Cancelled if it was being cancelled) unless it already ended; maybe delete its jobs.
+
+        ``message`` may be a function: it is called (e.g. reading the pod's log) only when the run is failed.
+        """
         infra.settled = True
         run = self.client.get_flow_run(run_id)
         if run.state in FINISHED or run.agent_id != self.agent_id:
-            logger.info("flow run %s is %s; %s", run_id, run.state, message)
+            logger.info("flow run %s is %s and its pods are done", run_id, run.state)
         elif run.state in HELD:
             state = FlowRunState.CANCELLED if run.state == FlowRunState.CANCELLING else FlowRunState.FAILED
-            self.fail_flow_run(run_id, message, state, run.version)
+            self.fail_flow_run(run_id, message() if callable(message) else message, state, run.version)
         if delete:
             self._delete_jobs(run_id)
 
