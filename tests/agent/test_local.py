@@ -31,6 +31,8 @@ def local_agent(server: ServerProcess, **kwargs: Any) -> LocalAgent:
 
 
 class TestLocalAgent(LoopContract):
+    many_runs = 20  # 200 real runs through two LocalAgent processes: tests/acceptance/test_life_of_a_run.py
+
     def make_agent(self, server: ServerProcess, **kwargs: Any) -> LocalAgent:
         return local_agent(server, **kwargs)
 
@@ -98,6 +100,24 @@ def test_stop_terminates_processes_past_the_stop_timeout(server: ServerProcess, 
     assert run.state == "Failed"
     assert f"was stopped by agent {agent.name!r}" in (run.state_message or ""), run.state_message
     assert "SIGTERM" in (run.state_message or "")
+
+
+def test_a_burst_of_runs_starts_at_most_max_workers_processes_at_once(
+    server: ServerProcess, client: Client, flow_id: str
+) -> None:
+    label = unique("label")
+    run_ids = [client.create_flow_run(flow_id, labels=[label]) for _ in range(6)]
+    settings = FAST.model_copy(update={"max_workers": 2})
+    most = 0
+    with running(local_agent(server, labels=[label], settings=settings, env_vars={"STANDIN_SLEEP": "1"})) as agent:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            most = max(most, len(agent.deployed_flow_run_ids()))
+            if all(client.get_flow_run(run_id).state == "Success" for run_id in run_ids):
+                break
+            time.sleep(0.05)
+    assert [client.get_flow_run(run_id).state for run_id in run_ids] == ["Success"] * 6
+    assert most == 2  # the runs' processes share this machine: two at a time, then the next
 
 
 def test_describe_exit() -> None:

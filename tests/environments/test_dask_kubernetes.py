@@ -128,7 +128,7 @@ def test_the_default_specs_carry_work_stealing_and_the_pull_secret_and_the_run(t
     )  # fmt: skip
 
     job = env.job(settings)
-    pod = env.worker_pod(settings, "w-1", "tcp://10.0.0.5:8786")
+    pod = env.worker_pod(settings, "w-1", "tcp://10.0.0.5:8786", worker_name="3")
 
     import kubernetes_validate
 
@@ -143,6 +143,7 @@ def test_the_default_specs_carry_work_stealing_and_the_pull_secret_and_the_run(t
     assert job["metadata"]["labels"][manifests.LABEL_ROLE] == "dask-scheduler"
     worker = pod["spec"]["containers"][0]
     assert worker["image"] == "reg/etl:1" and worker["args"][:2] == ["dask", "worker"]
+    assert worker["args"][-2:] == ["--name", "3"]  # the name the cluster scales it by
     assert {e["name"]: e.get("value") for e in worker["env"]}["DASK_SCHEDULER_ADDRESS"] == "tcp://10.0.0.5:8786"
     labels = pod["metadata"]["labels"]
     assert labels[manifests.LABEL_ROLE] == "dask-worker" and labels[manifests.LABEL_AGENT_NAME] == "k8s-1"

@@ -138,6 +138,15 @@ class Agent(abc.ABC):
     def check_deployments(self) -> None:
         """Look at what this agent started (e.g. reap processes); called about twice a second. Optional."""
 
+    def held_slots(self) -> int:
+        """Deploy slots (of ``agent.max_workers``) that runs this agent deployed still hold; default 0.
+
+        An agent whose runs go elsewhere (a cluster) frees a run's slot when its deploy returns;
+        one whose runs share this machine (the LocalAgent's processes) holds it until the run's
+        process ends, so a burst of runs can't start more processes at once than that.
+        """
+        return 0
+
     def deployed_flow_run_ids(self) -> set[str]:
         """The runs whose flow-run processes this agent has running now; default none.
 

@@ -151,11 +151,18 @@ class LocalAgent(Agent):
         with self._reap_lock:
             with self._processes_lock:
                 ended = [(run_id, p) for run_id, p in self._processes.items() if p.poll() is not None]
+            if ended:
+                self._loop.wake.set()  # their slots are free: the claim loop may be waiting for one
             for run_id, process in ended:
                 assert process.returncode is not None
                 if self._report_exit(run_id, process.returncode, f"exited with {describe_exit(process.returncode)}"):
                     with self._processes_lock:
                         self._processes.pop(run_id, None)
+
+    def held_slots(self) -> int:
+        """The flow-run processes still running: they share this machine, each holds a slot until it ends."""
+        with self._processes_lock:
+            return sum(1 for process in self._processes.values() if process.poll() is None)
 
     def deployed_flow_run_ids(self) -> set[str]:
         with self._processes_lock:

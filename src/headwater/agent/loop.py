@@ -127,7 +127,7 @@ class AgentLoop:
         failures = not_ready = 0
         while not self.stopping.is_set() and (agent.max_polls is None or agent.polls < agent.max_polls):
             with self._slots:
-                free = self.settings.max_workers - self.in_flight
+                free = self.settings.max_workers - self.in_flight - agent.held_slots()
             if free <= 0:  # a deploy freeing a slot, a poke or stop() sets wake
                 self.wake.wait(1.0)
                 self.wake.clear()

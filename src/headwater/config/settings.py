@@ -161,7 +161,9 @@ class AgentSettings(BaseModel):
         1.0, ge=0, description="Least seconds between the starts of two claims that found nothing."
     )
     heartbeat_interval: float = Field(30.0, gt=0, description="Seconds between an agent's heartbeats.")
-    max_workers: int = Field(10, ge=1, le=100, description="Most flow runs an agent deploys at once.")
+    max_workers: int = Field(
+        10, ge=1, le=100, description="Most flow runs an agent deploys at once (a LocalAgent: runs, one process each)."
+    )
     stop_timeout: float = Field(
         30.0, ge=0, description="Seconds a stopping agent waits for what it started before terminating it."
     )

@@ -150,9 +150,7 @@ class DaskKubernetesEnvironment(KubernetesJobEnvironment):
     ) -> None:
         for name, value, least in (("min_workers", min_workers, 0), ("max_workers", max_workers, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(
-                    f"DaskKubernetesEnvironment {name} must be a whole number ≥ {least}, not {value!r}"
-                )
+                raise ValueError(f"DaskKubernetesEnvironment {name} must be a whole number ≥ {least}, not {value!r}")
         if min_workers > max_workers:
             raise ValueError(
                 f"DaskKubernetesEnvironment min_workers ({min_workers}) is more than max_workers ({max_workers}); "
@@ -236,8 +234,15 @@ class DaskKubernetesEnvironment(KubernetesJobEnvironment):
 
     # -- the second hop: the cluster, the flow, the clean-up ------------------------------------
 
-    def worker_pod(self, settings: Settings, name: str, scheduler_address: str) -> dict[str, Any]:
-        """The Pod of worker ``name``: the worker spec, named, labelled, owned by the scheduler's pod."""
+    def worker_pod(
+        self, settings: Settings, name: str, scheduler_address: str, worker_name: str | None = None
+    ) -> dict[str, Any]:
+        """The Pod ``name`` of a worker: the worker spec, named, labelled, owned by the scheduler's pod.
+
+        ``worker_name`` is the name the cluster knows the worker by (``--name``, added to the first
+        container's arguments unless they name one): without it the cluster could not tell which
+        worker an idle one is, and scaling down would stop a busy one.
+        """
         context = settings.context
         pod: dict[str, Any] = {**copy.deepcopy(self.worker_spec), "apiVersion": "v1", "kind": "Pod"}
         metadata = pod.setdefault("metadata", {})
@@ -265,6 +270,9 @@ class DaskKubernetesEnvironment(KubernetesJobEnvironment):
             )
         manifests.set_env(container, {"DASK_SCHEDULER_ADDRESS": scheduler_address,
                                       "HEADWATER__CONTEXT__FLOW_RUN_ID": context.flow_run_id or ""})  # fmt: skip
+        args = container.setdefault("args", [])
+        if worker_name is not None and not any(a == "--name" or str(a).startswith("--name=") for a in args):
+            args += ["--name", worker_name]
         if not any(e.get("name") == "DASK_WORKER_POD" for e in container["env"]):
             field = {"fieldRef": {"fieldPath": "metadata.name"}}
             container["env"].append({"name": "DASK_WORKER_POD", "valueFrom": field})
@@ -409,7 +417,7 @@ def _pod_worker_class() -> type:
             super().__init__(scheduler=scheduler, name=name)  # type: ignore[no-untyped-call]
             run = (settings.context.flow_run_id or "run")[:8].lower()
             self.pod_name = f"headwater-{run}-dask-worker-{uuid.uuid4().hex[:6]}"
-            self.manifest = environment.worker_pod(settings, self.pod_name, scheduler)
+            self.manifest = environment.worker_pod(settings, self.pod_name, scheduler, str(name))
             self.namespace = namespace
             self.api = api
 
