@@ -231,3 +231,41 @@ def test_worker_pod_errors_reach_the_run_s_log_with_log_k8s_errors(
     assert "ErrImagePull" in caplog.text, caplog.text
     assert "FailedToRetrieveImagePullSecret" in caplog.text and "absent-secret" in caplog.text, caplog.text
     assert worker_pods(k8s_cluster, in_scheduler_pod) == []
+
+
+def test_worker_pods_are_owned_by_the_scheduler_s_pod_and_go_with_it(
+    k8s_cluster: Any, in_scheduler_pod: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A cancel deletes the run's Job (foreground): its pod, the scheduler's, goes, and the cluster's
+    # garbage collector takes the worker pods it owns, even if the scheduler never got to close them.
+    from kubernetes import client, config
+
+    from headwater.config import get_settings
+    from headwater.environments import dask_kubernetes
+
+    configuration = client.Configuration()
+    config.load_kube_config(str(k8s_cluster.kubeconfig), client_configuration=configuration)
+    with client.ApiClient(configuration) as api:
+        core = client.CoreV1Api(api)
+        owner = core.create_namespaced_pod("default", {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"scheduler-{in_scheduler_pod}"},
+            "spec": {"nodeSelector": {"pool": "nowhere"},  # never scheduled: it stands for the scheduler's pod
+                     "containers": [{"name": "flow", "image": "unused:1"}]}})  # fmt: skip
+        monkeypatch.setenv("HEADWATER__CONTEXT__POD_NAME", owner.metadata.name)
+        monkeypatch.setenv("HEADWATER__CONTEXT__POD_UID", owner.metadata.uid)
+        pods = dask_kubernetes.WorkerPods(make(min_workers=1, max_workers=1), get_settings())
+        pods.start()
+        try:
+            deadline = time.monotonic() + 30
+            while not (workers := worker_pods(k8s_cluster, in_scheduler_pod)) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert workers, "no worker pod was made"
+            refs = workers[0].metadata.owner_references
+            assert [(r.kind, r.name, r.uid) for r in refs] == [("Pod", owner.metadata.name, owner.metadata.uid)]
+            core.delete_namespaced_pod(owner.metadata.name, "default")
+            deadline = time.monotonic() + 30
+            while worker_pods(k8s_cluster, in_scheduler_pod) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert worker_pods(k8s_cluster, in_scheduler_pod) == []
+        finally:
+            pods.close()
