@@ -207,12 +207,21 @@ def main() -> int:
     args = parser.parse_args()
     runs = args.runs or (8 if args.quick else 40)
     home = Path(tempfile.mkdtemp(prefix="hw-bench-k8s-"))
-    cluster = EmulatorProcess(home / "k8s").start()
+    cleanup = contextlib.ExitStack()  # whatever started is stopped, also when a later start fails
+    cluster = EmulatorProcess(home / "k8s")
+    cleanup.callback(cluster.stop)
+    cluster.start()
     server = ServerProcess(home, f"sqlite:///{home / 'hw.db'}").start()
+    cleanup.callback(server.stop)
     instant = InstantCluster(cluster.kubeconfig, server.url).start()
+    cleanup.callback(instant.stop)
     settings = AgentSettings(claim_wait=5.0, poll_interval=0.1, heartbeat_interval=30.0)
-    agent = KubernetesAgent(labels=[LABEL], name="bench-k8s-agent", api_url=server.url,
-                            kubeconfig=cluster.kubeconfig, settings=settings)  # fmt: skip
+    try:
+        agent = KubernetesAgent(labels=[LABEL], name="bench-k8s-agent", api_url=server.url,
+                                kubeconfig=cluster.kubeconfig, settings=settings)  # fmt: skip
+    except BaseException:
+        cleanup.close()
+        raise
     claimed: dict[str, float] = {}
     deploying: dict[str, float] = {}
     creating: dict[str, float] = {}
@@ -290,9 +299,7 @@ def main() -> int:
     finally:
         agent.stop()
         thread.join(30)
-        instant.stop()
-        server.stop()
-        cluster.stop()
+        cleanup.close()
     claim = summary(overhead)
     results = {
         "runs": runs,

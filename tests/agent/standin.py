@@ -4,7 +4,7 @@ Reads the run from ``HEADWATER__CONTEXT__FLOW_RUN_ID`` and the server from
 ``HEADWATER__API__URL`` as the real entrypoint does, moves the run to Running,
 then Success. The tests steer it with variables the agent passes on:
 
-* ``STANDIN_GATE=path``: wait until that file exists before anything else;
+* ``STANDIN_GATE=path``: wait until that file exists before anything else (at most 120 s);
 * ``STANDIN_DUMP_ENV=path``: write its environment there as JSON first;
 * ``STANDIN_APPEND=path``: append the run id to that file (one ``O_APPEND`` write);
 * ``STANDIN_SLEEP=seconds``: stay Running that long;
@@ -24,7 +24,10 @@ from headwater.client import Client
 def main() -> int:
     run_id = os.environ["HEADWATER__CONTEXT__FLOW_RUN_ID"]
     if gate := os.environ.get("STANDIN_GATE"):
+        deadline = time.monotonic() + 120  # a test that failed before opening it leaves no process behind
         while not os.path.exists(gate):
+            if time.monotonic() > deadline:
+                return 3
             time.sleep(0.05)
     if dump := os.environ.get("STANDIN_DUMP_ENV"):
         with open(dump, "w") as out:
