@@ -269,3 +269,27 @@ def test_worker_pods_are_owned_by_the_scheduler_s_pod_and_go_with_it(
             assert worker_pods(k8s_cluster, in_scheduler_pod) == []
         finally:
             pods.close()
+
+
+@pytest.mark.parametrize("scheduler_logs", [False, True])
+def test_scheduler_logs_decides_whether_the_scheduler_s_own_lines_reach_the_run_s_log(
+    k8s_cluster: Any, in_scheduler_pod: str, caplog: pytest.LogCaptureFixture, scheduler_logs: bool
+) -> None:
+    import logging
+
+    from headwater.config import get_settings
+    from headwater.environments import dask_kubernetes
+
+    names = ("distributed", "distributed.scheduler", "distributed.deploy")
+    levels = {name: logging.getLogger(name).level for name in names}
+    pods = dask_kubernetes.WorkerPods(make(min_workers=0, max_workers=1, scheduler_logs=scheduler_logs),
+                                      get_settings())  # fmt: skip
+    try:
+        with caplog.at_level(logging.INFO):
+            pods.start()
+            pods.close()
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+    own = [r for r in caplog.records if r.name.startswith("distributed.scheduler") and r.levelno == logging.INFO]
+    assert bool(own) == scheduler_logs, [r.getMessage() for r in own]
