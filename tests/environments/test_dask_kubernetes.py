@@ -282,6 +282,8 @@ def test_scheduler_logs_decides_whether_the_scheduler_s_own_lines_reach_the_run_
 
     names = ("distributed", "distributed.scheduler", "distributed.deploy")
     levels = {name: logging.getLogger(name).level for name in names}
+    for name in names:  # as an earlier run's cluster in this process may have left them
+        logging.getLogger(name).setLevel(logging.WARNING if scheduler_logs else logging.INFO)
     pods = dask_kubernetes.WorkerPods(make(min_workers=0, max_workers=1, scheduler_logs=scheduler_logs),
                                       get_settings())  # fmt: skip
     try:

@@ -316,9 +316,9 @@ class WorkerPods:
         worker = {"cls": pod_worker, "options": {"environment": self.environment, "settings": self.settings,
                                                 "api": api, "namespace": self.namespace}}  # fmt: skip
         scheduler = {"cls": Scheduler, "options": {"host": host, "port": 0, "dashboard_address": None}}
-        if not self.environment.scheduler_logs:
-            for name in ("distributed", "distributed.scheduler", "distributed.deploy"):
-                logging.getLogger(name).setLevel(logging.WARNING)
+        level = logging.INFO if self.environment.scheduler_logs else logging.WARNING
+        for name in ("distributed", "distributed.scheduler", "distributed.deploy"):
+            logging.getLogger(name).setLevel(level)  # either way: an earlier cluster here may have set them
         with dask.config.set({"distributed.scheduler.work-stealing": self.environment.work_stealing}):
             self.cluster = SpecCluster(scheduler=scheduler, worker=worker, silence_logs=False,  # type: ignore[no-untyped-call]
                                        name=f"headwater-{(self.settings.context.flow_run_id or '')[:8]}")  # fmt: skip
