@@ -80,23 +80,13 @@ def default_worker_spec() -> dict[str, Any]:
 
 def load_pod_spec(path: str) -> dict[str, Any]:
     """The Pod in the YAML file at ``path``; a JobSpecError naming the file when it is not one with a container."""
-    import yaml
-
-    try:
-        with open(path) as file:
-            documents = [d for d in yaml.safe_load_all(file) if d is not None]
-    except OSError as exc:
-        raise manifests.JobSpecError(
-            f"worker spec file {path!r} can't be read ({exc.strerror or exc}); give a YAML file holding a Pod"
-        ) from exc
-    except yaml.YAMLError as exc:
-        raise manifests.JobSpecError(f"worker spec file {path!r} is not valid YAML: {exc}") from exc
-    if len(documents) != 1 or not isinstance(documents[0], dict) or documents[0].get("kind") != "Pod":
+    document = manifests.read_yaml_document(path, "worker spec file", "a Pod", " (kind: Pod)")
+    if not isinstance(document, dict) or document.get("kind") != "Pod":
         raise manifests.JobSpecError(f"worker spec file {path!r} must hold one Pod (kind: Pod)")
-    containers = (documents[0].get("spec") or {}).get("containers")
+    containers = (document.get("spec") or {}).get("containers")
     if not isinstance(containers, list) or not containers:
         raise manifests.JobSpecError(f"worker spec file {path!r} has no containers (spec.containers)")
-    return documents[0]
+    return document
 
 
 class DaskKubernetesEnvironment(KubernetesJobEnvironment):
@@ -343,13 +333,17 @@ class WorkerPods:
                 logger.warning("closing the run's Dask cluster failed: %s", exc)
         self._delete_leftovers()
 
+    def _selector(self) -> str:
+        """The label selector of this run's worker pods."""
+        run = manifests.label_value(self.settings.context.flow_run_id or "")
+        return f"{manifests.LABEL_FLOW_RUN_ID}={run},{manifests.LABEL_ROLE}=dask-worker"
+
     def _delete_leftovers(self) -> None:
         from kubernetes import client as k8s
 
         from headwater.kube.client import api_client
 
-        selector = (f"{manifests.LABEL_FLOW_RUN_ID}={manifests.label_value(self.settings.context.flow_run_id or '')},"
-                    f"{manifests.LABEL_ROLE}=dask-worker")  # fmt: skip
+        selector = self._selector()
         try:
             with api_client() as api:
                 core = k8s.CoreV1Api(api)
@@ -364,8 +358,7 @@ class WorkerPods:
 
         core = k8s.CoreV1Api(api)
         seen: set[str] = set()
-        selector = (f"{manifests.LABEL_FLOW_RUN_ID}={manifests.label_value(self.settings.context.flow_run_id or '')},"
-                    f"{manifests.LABEL_ROLE}=dask-worker")  # fmt: skip
+        selector = self._selector()
         while not self._stop.wait(ERROR_POLL):
             try:
                 pods = json.loads(core.list_namespaced_pod(self.namespace, label_selector=selector,

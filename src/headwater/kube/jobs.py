@@ -54,23 +54,34 @@ def load_job_spec(path: str | Path) -> dict[str, Any]:
     Raises:
         JobSpecError: the file is missing or unreadable, is not YAML, or holds no usable Job.
     """
+    source = Path(path).expanduser()
+    document = read_yaml_document(source, "job spec file", "a Job", " (kind: Job) where the flow is registered")
+    return check_job_spec(document, f"job spec file {str(source)!r}")
+
+
+def read_yaml_document(path: str | Path, what: str, holding: str, hint: str = "") -> Any:
+    """The one YAML document in the file at ``path`` (a ``what``, to hold ``holding``; ``hint`` says more).
+
+    Raises:
+        JobSpecError: the file can't be read, is not YAML, or holds other than one document.
+    """
     import yaml
 
-    source = Path(path).expanduser()
+    source = str(Path(path).expanduser())
     try:
-        text = source.read_text()
+        text = Path(source).read_text()
     except OSError as exc:
         raise JobSpecError(
-            f"job spec file {str(source)!r} can't be read ({exc.strerror or exc}); give the path of a YAML file "
-            "holding a Job (kind: Job) where the flow is registered"
+            f"{what} {source!r} can't be read ({exc.strerror or exc}); "
+            f"give the path of a YAML file holding {holding}{hint}"
         ) from exc
     try:
         documents = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
-        raise JobSpecError(f"job spec file {str(source)!r} is not valid YAML: {exc}") from exc
+        raise JobSpecError(f"{what} {source!r} is not valid YAML: {exc}") from exc
     if len(documents) != 1:
-        raise JobSpecError(f"job spec file {str(source)!r} must hold one YAML document (a Job), not {len(documents)}")
-    return check_job_spec(documents[0], f"job spec file {str(source)!r}")
+        raise JobSpecError(f"{what} {source!r} must hold one YAML document ({holding}), not {len(documents)}")
+    return documents[0]
 
 
 def check_job_spec(spec: Any, source: str = "the job spec") -> dict[str, Any]:
