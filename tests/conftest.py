@@ -153,9 +153,14 @@ def k8s_cluster(docker_daemon: Any, tmp_path_factory: pytest.TempPathFactory) ->
     """The Kubernetes API emulator (``tests/k8s/emulator.py``) with its pod runner on ``docker_daemon``.
 
     ``.kubeconfig`` (a file), ``.url``, ``.emulator`` (its objects, ``forbid``), ``.runner``
-    (``node_labels``, ``evict``). Skips like ``docker_daemon`` when Docker is missing, and when the
-    ``kubernetes``/``kmock`` packages are (``pip install -e '.[test]'`` has them).
+    (``node_labels``, ``evict``). Skips like ``docker_daemon`` when Docker is missing, when the
+    ``kubernetes``/``kmock`` packages are (``pip install -e '.[test]'`` has them), and when
+    ``HEADWATER_TEST_KUBECONFIG`` points the tests at a real cluster (see ``k8s_target``).
     """
+    from k8s.target import SWITCH, switched_on
+
+    if switched_on(os.environ):
+        pytest.skip(f"needs the Kubernetes API emulator, and {SWITCH} points the tests at a real cluster")
     pytest.importorskip("kmock", reason="kmock (the Kubernetes API emulator) is not installed")
     pytest.importorskip("kubernetes", reason="the kubernetes client is not installed")
     from k8s.emulator import Cluster
@@ -171,3 +176,18 @@ def k8s_cluster(docker_daemon: Any, tmp_path_factory: pytest.TempPathFactory) ->
         runner.stop()
         docker.close()
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def k8s_target(request: pytest.FixtureRequest) -> Any:
+    """Where the Kubernetes acceptance test runs flows (``tests/k8s/target.py``): the emulated cluster,
+    or the real one ``HEADWATER_TEST_KUBECONFIG`` and its companion variables describe."""
+    from k8s import target
+
+    if target.switched_on(os.environ):
+        try:
+            return target.from_environment(os.environ)
+        except target.TargetError as exc:
+            pytest.fail(str(exc), pytrace=False)
+    cluster = request.getfixturevalue("k8s_cluster")
+    return target.emulated(cluster, request.getfixturevalue("docker_registry").address)

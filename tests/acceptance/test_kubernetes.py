@@ -1,20 +1,25 @@
-"""Issue 11's acceptance: flows labelled ``k8s`` run to Success in the (emulated) cluster, tasks and all.
+"""Issue 11's acceptance: flows labelled ``k8s`` run to Success in the cluster, tasks and all.
 
-A live server, ``headwater agent kubernetes start`` as a process of its own (talking to the
-Kubernetes API emulator through a kubeconfig, as to a cluster), and the pod runner running
-the pods on the real Docker engine. Each flow is kept in Docker storage pushed to the test
-registry, so its pods pull their image from there:
+A live server (API tokens on), ``headwater agent kubernetes start`` as a process of its own
+(talking to the cluster through a kubeconfig), and the cluster: by default the Kubernetes API
+emulator with the pod runner running the pods on the real Docker engine, or a real cluster
+when ``HEADWATER_TEST_KUBECONFIG`` says so (``tests/k8s/target.py``; the test is the same).
+Each flow is kept in Docker storage pushed to the registry, so its pods pull their image
+from there:
 
 1. with a ``LocalEnvironment``, the flow runs in the agent's job;
 2. with a ``KubernetesJobEnvironment`` from a spec file, the agent's job starts the
    environment's job (carrying the agent's labels), and the flow runs there;
-3. with a ``DaskKubernetesEnvironment``, the environment's job runs the scheduler and the
-   flow's tasks run on worker pods: on at least two of them, their number rising with the
-   work and falling back to ``min_workers`` in the flow's long serial tail, and none left
-   when the run ends.
+3. with a ``DaskKubernetesEnvironment`` (default specs), the environment's job runs the
+   scheduler and the flow's tasks run on worker pods: on at least two of them, their number
+   rising with the work and falling back to ``min_workers`` in the flow's long serial tail,
+   and none left when the run ends;
+4. a ``DaskKubernetesEnvironment`` run cancelled while its task runs on a worker ends
+   Cancelled, and its jobs and pods are gone.
 
-The pods reach the emulator through a kubeconfig in a ``hostPath`` volume (on a real cluster
-the in-cluster configuration does that), and the server through the host network.
+The runs' pods use the cluster's API as pods do: the in-cluster configuration, under the flow
+runs' service account (the one ``headwater agent kubernetes install --run-service-account``
+makes, given to the agent's jobs, and by the environments to their next hop).
 """
 
 from __future__ import annotations
@@ -31,10 +36,10 @@ from typing import Any
 import pytest
 import yaml
 
+from client.live import LiveServer
 from dockerd import HOST_CA_BUNDLE
 from headwater.client import Client
 from headwater.kube import jobs as manifests
-from headwater.server.process import ServerProcess
 from headwater.storage.script import extract_flow_from_file
 
 from .conftest import finished, write_flow
@@ -97,40 +102,87 @@ def tail(pods):
     time.sleep(9)  # a long serial tail: the cluster falls back to min_workers meanwhile
     return len(set(pods))
 
-environment = DaskKubernetesEnvironment(min_workers=1, max_workers=3, labels=["k8s"], scheduler_spec_file={spec!r})
+environment = DaskKubernetesEnvironment(min_workers=1, max_workers=3, labels=["k8s"], image_pull_secret={secret!r})
 with Flow("k8s-dask", environment=environment) as flow:
     tail([spread(i) for i in range(6)])
 """
 
+CANCELLED = """
+import time
+from headwater import Flow, task
+from headwater.environments import DaskKubernetesEnvironment
 
-def mounted_job(kubeconfig_dir: str, name: str = "etl-job") -> dict[str, Any]:
-    """A Job whose pods see the emulator's kubeconfig at the same path (``KUBECONFIG`` names it)."""
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": name, "labels": {"team": "data"}},
-        "spec": {"template": {"spec": {
-            "containers": [{"name": "flow", "env": [{"name": "KUBECONFIG", "value": f"{kubeconfig_dir}/kubeconfig"}],
-                            "volumeMounts": [{"name": "kube", "mountPath": kubeconfig_dir, "readOnly": True}]}],
-            "volumes": [{"name": "kube", "hostPath": {"path": kubeconfig_dir}}],
-        }}},
-    }  # fmt: skip
+@task
+def endless():
+    time.sleep(300)  # ends only when its pod goes
+
+environment = DaskKubernetesEnvironment(min_workers=1, max_workers=1, labels=["k8s"], image_pull_secret={secret!r})
+with Flow("k8s-dask-cancelled", environment=environment) as flow:
+    endless()
+"""
+
+FINAL = ("Success", "Failed", "Cancelled")
+
+
+def job_spec(target: Any, name: str = "etl-job") -> dict[str, Any]:
+    """The KubernetesJobEnvironment's spec file: no service account (the run's is given), the pull secret."""
+    pod: dict[str, Any] = {"containers": [{"name": "flow", "resources": {"requests": {"memory": "64Mi"}}}]}
+    if target.image_pull_secret:
+        pod["imagePullSecrets"] = [{"name": target.image_pull_secret}]
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "labels": {"team": "data"}},
+            "spec": {"template": {"spec": pod}}}  # fmt: skip
+
+
+def kube(target: Any) -> Any:
+    """An API client for the target cluster, as the agent makes one."""
+    from headwater.kube.client import api_client
+
+    return api_client(target.kubeconfig, target.context)
+
+
+def run_service_account(target: Any) -> None:
+    """Make the flow runs' ServiceAccount, Role and RoleBinding (`agent kubernetes install`'s) if missing."""
+    from kubernetes import client as k8s
+
+    from headwater.kube.install import agent_manifests, to_yaml
+
+    wanted = [m for m in agent_manifests(namespace=target.namespace, image="unused", api_url="http://unused",
+                                         run_service_account=target.service_account)
+              if m["metadata"]["name"] == target.service_account]  # fmt: skip
+    with kube(target) as api:
+        core, rbac = k8s.CoreV1Api(api), k8s.RbacAuthorizationV1Api(api)
+        create = {"ServiceAccount": core.create_namespaced_service_account,
+                  "Role": rbac.create_namespaced_role, "RoleBinding": rbac.create_namespaced_role_binding}  # fmt: skip
+        for manifest in wanted:
+            try:
+                create[manifest["kind"]](target.namespace, manifest)
+            except k8s.ApiException as exc:
+                if exc.status == 409:  # there already (an earlier run made it, or its admin)
+                    continue
+                pytest.fail(
+                    f"can't create {manifest['kind']} {target.service_account!r} in namespace {target.namespace!r} "
+                    f"({exc.status} {exc.reason}): apply these first (kubectl apply -f -):\n{to_yaml(wanted)}",
+                    pytrace=False,
+                )  # fmt: skip
 
 
 @pytest.fixture
-def k8s_agent(tmp_path: Path, k8s_cluster: Any) -> Iterator[Any]:
+def k8s_agent(tmp_path: Path, k8s_target: Any) -> Iterator[Any]:
     """Starts ``headwater agent kubernetes start`` processes against a server; stops them after."""
     started: list[tuple[subprocess.Popen[bytes], Path]] = []
-    template = tmp_path / "agent-job.yaml"
-    kube_dir = str(k8s_cluster.kubeconfig.parent)
-    template.write_text(yaml.safe_dump(mounted_job(kube_dir, "agent-template")))
 
-    def start(server: ServerProcess, *args: str) -> subprocess.Popen[bytes]:
+    def start(api_url: str, token: str, *args: str) -> subprocess.Popen[bytes]:
         log = tmp_path / f"k8s-agent-{len(started)}.log"
+        options = ["--kubeconfig", str(k8s_target.kubeconfig), "--namespace", k8s_target.namespace,
+                   "--service-account-name", k8s_target.service_account]  # fmt: skip
+        if k8s_target.context:
+            options += ["--context", k8s_target.context]
+        if k8s_target.image_pull_secret:
+            options += ["--image-pull-secret", k8s_target.image_pull_secret]
         process = subprocess.Popen(
-            [sys.executable, "-m", "headwater", "agent", "kubernetes", "start", "--kubeconfig",
-             str(k8s_cluster.kubeconfig), "--job-template", str(template), *args],
-            env={**os.environ, "HEADWATER__API__URL": server.url, "HEADWATER__AGENT__CLAIM_WAIT": "1"},
+            [sys.executable, "-m", "headwater", "agent", "kubernetes", "start", *options, *args],
+            env={**os.environ, "HEADWATER__API__URL": api_url, "HEADWATER__API__TOKEN": token,
+                 "HEADWATER__AGENT__CLAIM_WAIT": "1", "HEADWATER__AGENT__CANCEL_GRACE": "3"},
             stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         started.append((process, log))
@@ -149,60 +201,63 @@ def k8s_agent(tmp_path: Path, k8s_cluster: Any) -> Iterator[Any]:
             process.wait()
 
 
-def docker_storage(docker_registry: Any, docker_base_image: str, docker_daemon: Any, **kwargs: Any) -> Any:
+def docker_storage(registry_url: str, docker_base_image: str, docker_daemon: Any, **kwargs: Any) -> Any:
     from headwater.storage import Docker
 
     return Docker(
-        registry_url=f"{docker_registry.address}/flows", base_image=docker_base_image, local_image=True,
+        registry_url=registry_url, base_image=docker_base_image, local_image=True,
         base_url=docker_daemon.base_url, build_kwargs={"network_mode": "host"}, ca_certificates=HOST_CA_BUNDLE,
         **kwargs,
     )  # fmt: skip
 
 
 def test_flows_labelled_k8s_run_to_success_in_the_cluster(
-    tmp_path: Path, k8s_cluster: Any, docker_daemon: Any, docker_base_image: str, docker_registry: Any,
-    k8s_agent: Any, settings_env: Any,
+    tmp_path: Path, k8s_target: Any, docker_daemon: Any, docker_base_image: str, k8s_agent: Any, settings_env: Any,
 ) -> None:  # fmt: skip
-    home = tmp_path / "home"
-    home.mkdir()
-    server = ServerProcess(home, f"sqlite:///{home / 'hw.db'}").start()
+    target = k8s_target
+    run_service_account(target)
+    server = LiveServer(tmp_path / "home", env={"HEADWATER__SERVER__AUTH": "true"}, host=target.server_bind)
+    admin, agent_token = server.create_token("admin"), server.create_token("agent")
+    server.start()
     try:
-        settings_env(API__URL=server.url)
-        with Client(server.url) as client:
+        settings_env(API__URL=server.url, API__TOKEN=admin)
+        with Client(server.url, api_token=admin) as client:
             client.create_project("k8s")
+            secret = target.image_pull_secret
             local = extract_flow_from_file(path=str(write_flow(tmp_path, "local", LOCAL)))
             spec = tmp_path / "job.yaml"
-            spec.write_text(yaml.safe_dump(mounted_job(str(k8s_cluster.kubeconfig.parent))))
+            spec.write_text(yaml.safe_dump(job_spec(target)))
             second = extract_flow_from_file(path=str(write_flow(tmp_path, "second", JOB_ENVIRONMENT.format(
                 spec=str(spec)))))  # fmt: skip
-            scheduler = tmp_path / "scheduler.yaml"
-            scheduler.write_text(yaml.safe_dump(mounted_job(str(k8s_cluster.kubeconfig.parent), "dask-scheduler")))
-            dask = extract_flow_from_file(path=str(write_flow(tmp_path, "dask", DASK.format(spec=str(scheduler)))))
-            # one image holds the three flows (built once); each is registered naming it
+            dask = extract_flow_from_file(path=str(write_flow(tmp_path, "dask", DASK.format(secret=secret))))
+            doomed = extract_flow_from_file(path=str(write_flow(tmp_path, "doomed", CANCELLED.format(secret=secret))))
+            flows = {"local": local, "second": second, "dask": dask, "cancelled": doomed}
+            # one image holds the flows (built once); each is registered naming it
             import distributed
 
             storage = docker_storage(
-                docker_registry, docker_base_image, docker_daemon,
+                target.registry, docker_base_image, docker_daemon,
                 python_dependencies=["kubernetes>=29,<37", f"dask[distributed]=={distributed.__version__}"],
             )  # fmt: skip
-            for flow in (local, second, dask):
+            for flow in flows.values():
                 storage.add_flow(flow)
             storage.build()
-            local.storage = second.storage = dask.storage = storage
-            local_id = local.register("k8s", build=False)
-            second_id = second.register("k8s", build=False)
-            dask_id = dask.register("k8s", build=False)
+            flow_ids = {}
+            for what, flow in flows.items():
+                flow.storage = storage
+                flow_ids[what] = flow.register("k8s", build=False)
 
-            k8s_agent(server, "-l", "k8s", "--name", "k8s-e2e")
-            runs = {"local": client.create_flow_run(local_id), "second": client.create_flow_run(second_id),
-                    "dask": client.create_flow_run(dask_id)}  # fmt: skip
-            counts = watch_workers(k8s_cluster, runs["dask"], client)
+            pods_reach_server_at = f"http://{target.server_host}:{server.port}"
+            k8s_agent(pods_reach_server_at, agent_token, "-l", "k8s", "--name", "k8s-e2e")
+            runs = {what: client.create_flow_run(flow_id) for what, flow_id in flow_ids.items()}
+            counts = watch_workers(target, runs["dask"], client)
+            cancelled = cancel_when_its_worker_runs(target, runs["cancelled"], client)
 
-            for what, run_id in runs.items():
-                run = finished(client, run_id, timeout=240)
-                logs = "\n".join(r.message for r in client.get_flow_run_logs(run_id))
+            for what in ("local", "second", "dask"):
+                run = finished(client, runs[what], timeout=240)
+                logs = "\n".join(r.message for r in client.get_flow_run_logs(runs[what]))
                 assert run.state == "Success", f"{what}: {run.state_message}\n{logs}\n{k8s_agent.logs()}"
-                assert {t.state for t in client.get_task_runs(run_id)} == {"Success"}
+                assert {t.state for t in client.get_task_runs(runs[what])} == {"Success"}
             states = {t.task_slug: t.state for t in client.get_task_runs(runs["local"])}
             assert states == {"n": "Success", "numbers-1": "Success", "total-1": "Success"}, states
             local_logs = "\n".join(r.message for r in client.get_flow_run_logs(runs["local"]))
@@ -211,18 +266,16 @@ def test_flows_labelled_k8s_run_to_success_in_the_cluster(
             assert "the total in the environment's job is 6 (second hop: true)" in second_logs
 
             from kubernetes import client as k8s
-            from kubernetes import config
 
-            configuration = k8s.Configuration()
-            config.load_kube_config(str(k8s_cluster.kubeconfig), client_configuration=configuration)
-            with k8s.ApiClient(configuration) as api:
+            with kube(target) as api:
                 selector = f"{manifests.LABEL_FLOW_RUN_ID}={runs['second']}"
-                jobs = k8s.BatchV1Api(api).list_namespaced_job("default", label_selector=selector).items
+                jobs = k8s.BatchV1Api(api).list_namespaced_job(target.namespace, label_selector=selector).items
             roles = sorted(j.metadata.labels[manifests.LABEL_ROLE] for j in jobs)
             assert roles == ["flow-run", "second-hop"]  # the agent's job, then the environment's
             hop = next(j for j in jobs if j.metadata.labels[manifests.LABEL_ROLE] == "second-hop")
             assert hop.metadata.labels[manifests.LABEL_AGENT_NAME] == "k8s-e2e"  # carried: the agent watches it
             assert hop.metadata.name.startswith("etl-job-") and hop.metadata.labels["team"] == "data"
+            assert hop.spec.template.spec.service_account_name == target.service_account  # the run's, given on
             dask_logs = "\n".join(r.message for r in client.get_flow_run_logs(runs["dask"]))
             used = next(line for line in dask_logs.splitlines() if "tasks ran on worker pods" in line)
             assert len(used.split(": ", 1)[1].split(", ")) >= 2, used  # on at least two worker pods
@@ -231,47 +284,88 @@ def test_flows_labelled_k8s_run_to_success_in_the_cluster(
             peak = seen.index(max(seen))
             assert 1 in seen[peak:], seen  # ... and fell back to min_workers in the serial tail
             assert seen[-1] == 0, seen  # none left when the run ended
-            assert not k8s_cluster.emulator.invalid
+
+            run, left = cancelled()
+            assert run.state == "Cancelled", f"{run.state}: {run.state_message}\n{k8s_agent.logs()}"
+            assert left == ([], []), left  # its jobs and pods (scheduler, worker) are gone
+            if target.emulator is not None:
+                assert not target.emulator.emulator.invalid  # everything sent fits the Kubernetes schema
     finally:
         server.stop()
 
 
-def watch_workers(k8s_cluster: Any, run_id: str, api: Client) -> Any:
+def watch_workers(target: Any, run_id: str, api: Client) -> Any:
     """Count the run's Dask worker pods every 0.3 s until the run ends; ``counts()`` waits and gives them."""
-    import threading
-
     from kubernetes import client as k8s
-    from kubernetes import config
 
     seen: list[int] = []
-    configuration = k8s.Configuration()
-    config.load_kube_config(str(k8s_cluster.kubeconfig), client_configuration=configuration)
     selector = f"{manifests.LABEL_FLOW_RUN_ID}={run_id},{manifests.LABEL_ROLE}=dask-worker"
 
-    def count() -> None:
-        try:
-            watch()
-        except Exception as exc:  # the test ended (its client closed) or the API went: stop counting
-            seen.append(-1)
-            print(f"counting worker pods stopped: {exc}", file=sys.stderr)
-
     def watch() -> None:
-        with k8s.ApiClient(configuration) as client:
+        with kube(target) as client:
             core = k8s.CoreV1Api(client)
             deadline = time.monotonic() + 300
             while time.monotonic() < deadline:
-                seen.append(len(core.list_namespaced_pod("default", label_selector=selector).items))
-                if api.get_flow_run(run_id).state in ("Success", "Failed", "Cancelled"):
+                seen.append(len(core.list_namespaced_pod(target.namespace, label_selector=selector).items))
+                if api.get_flow_run(run_id).state in FINAL:
                     time.sleep(1.0)  # the pods go as the run ends
-                    seen.append(len(core.list_namespaced_pod("default", label_selector=selector).items))
+                    seen.append(len(core.list_namespaced_pod(target.namespace, label_selector=selector).items))
                     return
                 time.sleep(0.3)
 
-    thread = threading.Thread(target=count, daemon=True)
+    return in_thread(watch, seen)
+
+
+def cancel_when_its_worker_runs(target: Any, run_id: str, api: Client) -> Any:
+    """Cancel the run once its task runs on a worker pod; ``result()`` gives its final run and what is left of it.
+
+    What is left: the names of the run's jobs and pods a few seconds after it ended (none, if all went).
+    """
+    from kubernetes import client as k8s
+
+    outcome: list[Any] = []
+    namespace = target.namespace
+    selector = f"{manifests.LABEL_FLOW_RUN_ID}={run_id}"
+
+    def cancel() -> None:
+        with kube(target) as client:
+            core, batch = k8s.CoreV1Api(client), k8s.BatchV1Api(client)
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline and not any(  # the task runs once its worker is Running
+                t.state == "Running" for t in api.get_task_runs(run_id)
+            ):
+                time.sleep(0.5)
+            api.cancel_flow_run(run_id)
+            run = finished(api, run_id, timeout=120)
+            jobs: list[str] = []
+            pods: list[str] = []
+            for _ in range(40):  # deletion runs on: the pods go with the job, the workers with the scheduler
+                jobs = [j.metadata.name for j in batch.list_namespaced_job(namespace, label_selector=selector).items]
+                pods = [p.metadata.name for p in core.list_namespaced_pod(namespace, label_selector=selector).items]
+                if not jobs and not pods:
+                    break
+                time.sleep(0.5)
+            outcome.append((run, (jobs, pods)))
+
+    return in_thread(cancel, outcome, lambda: outcome[0] if outcome else (None, "the cancelling thread failed"))
+
+
+def in_thread(work: Any, results: list[Any], result: Any = None) -> Any:
+    """Run ``work`` in a daemon thread; the function returned waits for it and gives ``result()`` (or ``results``)."""
+    import threading
+
+    def guarded() -> None:
+        try:
+            work()
+        except Exception as exc:  # the test ended (its client closed) or the API went: say so, stop
+            print(f"{work.__name__} stopped: {exc!r}", file=sys.stderr)
+            results.append(-1)
+
+    thread = threading.Thread(target=guarded, daemon=True)
     thread.start()
 
-    def counts() -> list[int]:
+    def wait() -> Any:
         thread.join(310)
-        return seen
+        return result() if result is not None else results
 
-    return counts
+    return wait

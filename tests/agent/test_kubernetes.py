@@ -86,7 +86,9 @@ def test_the_job_is_labelled_named_and_carries_the_run_s_variables(
 ) -> None:
     label = unique("label")
     run_id = client.create_flow_run(flow_id, labels=[label])
-    agent = kubernetes_agent(k8s_cluster, server, shared_tmp, labels=[label], service_account_name="runner")
+    dump = Path(shared_tmp) / f"{label}.env.json"
+    agent = kubernetes_agent(k8s_cluster, server, shared_tmp, labels=[label], service_account_name="runner",
+                             env_vars={"STANDIN_DUMP_ENV": str(dump)})  # fmt: skip
     with running(agent):
         assert client.wait_for_flow_run(run_id, timeout=60).state == "Success"
         (job,) = batch.list_namespaced_job("default", label_selector=f"{manifests.LABEL_FLOW_RUN_ID}={run_id}").items
@@ -102,6 +104,9 @@ def test_the_job_is_labelled_named_and_carries_the_run_s_variables(
     assert env["HEADWATER__CONTEXT__NAMESPACE"] == "default"
     assert json.loads(env["HEADWATER__CONTEXT__JOB_LABELS"])[manifests.LABEL_FLOW_RUN_ID] == run_id
     assert [e.name for e in pod.containers[0].env].count("HEADWATER__API__URL") == 1
+    seen = json.loads(dump.read_text())  # what the flow-run process saw in its pod
+    assert seen["HEADWATER__CONTEXT__SERVICE_ACCOUNT"] == "runner"  # from the downward API: a next hop's default
+    assert seen["KUBERNETES_SERVICE_HOST"] == "127.0.0.1"  # the in-cluster configuration, as a kubelet gives it
     assert not k8s_cluster.emulator.invalid  # everything the agent sent fits the Kubernetes schema
 
 

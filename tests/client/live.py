@@ -27,9 +27,11 @@ class LiveServer(ServerProcess):
         database_url: the server's database URL (for ``server create-token --database``).
     """
 
-    def __init__(self, home: Path, env: dict[str, str] | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, home: Path, env: dict[str, str] | None = None, port: int | None = None, host: str = "127.0.0.1"
+    ) -> None:
         home.mkdir(parents=True, exist_ok=True)
-        super().__init__(home, f"sqlite:///{home / 'hw.db'}", env=env, port=port)
+        super().__init__(home, f"sqlite:///{home / 'hw.db'}", env=env, port=port, host=host)
 
     def headwater(self, *args: str) -> str:
         """Run ``python -m headwater.cli ARGS`` with this server's home; its stdout."""

@@ -113,6 +113,18 @@ def test_unique_job_names_and_the_default_spec_in_the_run_s_image(tmp_path: Path
         env.job(run_settings(image=None))
 
 
+def test_the_next_hop_runs_under_the_run_s_service_account_unless_its_spec_names_one(tmp_path: Path) -> None:
+    settings = run_settings(service_account="headwater-run")
+    plain = KubernetesJobEnvironment().job(settings)
+    assert plain["spec"]["template"]["spec"]["serviceAccountName"] == "headwater-run"
+    spec = tmp_path / "own.yaml"
+    spec.write_text(yaml.safe_dump({"kind": "Job", "metadata": {"name": "own"}, "spec": {"template": {"spec": {
+        "serviceAccountName": "etl", "containers": [{"name": "flow"}]}}}}))  # fmt: skip
+    own = KubernetesJobEnvironment(job_spec_file=spec).job(settings)
+    assert own["spec"]["template"]["spec"]["serviceAccountName"] == "etl"
+    assert "serviceAccountName" not in KubernetesJobEnvironment().job(run_settings())["spec"]["template"]["spec"]
+
+
 def test_execute_outside_a_flow_run_process_says_so(tmp_path: Path) -> None:
     env = KubernetesJobEnvironment()
     with pytest.raises(ValueError, match=r"works only in a flow-run process .* call environment.run\(flow\)"):

@@ -24,9 +24,11 @@ import asyncio
 import contextlib
 import datetime
 import functools
+import ipaddress
 import itertools
 import json
 import re
+import ssl
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -256,12 +258,65 @@ def _status(code: int, reason: str, message: str) -> aiohttp.web.Response:
     return aiohttp.web.json_response(body, status=code)
 
 
+#: Where a kubelet mounts a pod's service-account token, CA certificate and namespace.
+SERVICE_ACCOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def write_certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1 signed by it: ``(ca.crt, server.crt, server.key)``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
+    end = start + datetime.timedelta(days=2)
+
+    def certificate(subject: str, key: Any, issuer: Any, issuer_key: Any, ca: bool) -> Any:
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+        builder = (
+            x509.CertificateBuilder().subject_name(name).issuer_name(issuer or name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(start).not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+        )  # fmt: skip
+        if ca:
+            builder = builder.add_extension(x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
+                key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False,
+            ), critical=True)  # fmt: skip
+        else:
+            builder = builder.add_extension(x509.SubjectAlternativeName([
+                x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost"),
+                x509.DNSName("kubernetes.default.svc")]), critical=False,
+            ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)  # fmt: skip
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = certificate("emulator-ca", ca_key, None, ca_key, ca=True)
+    server = certificate("kube-apiserver", server_key, ca.subject, ca_key, ca=False)
+    paths = folder / "ca.crt", folder / "server.crt", folder / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(server_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))  # fmt: skip
+    return paths
+
+
 class Cluster:
-    """The emulator serving real HTTP on 127.0.0.1, in a thread of its own; ``url``, ``kubeconfig``."""
+    """The emulator serving real HTTP on 127.0.0.1, in a thread of its own; ``url``, ``kubeconfig``.
+
+    It also serves HTTPS on :attr:`https_port` (a certificate for 127.0.0.1 from a CA of its own,
+    :attr:`ca_file`): what a pod's in-cluster configuration talks to, with the token, CA and
+    namespace of :meth:`service_account_folder` mounted as a kubelet mounts them.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.url = ""
+        self.https_port = 0
+        self.ca_file = folder / "ca.crt"
         self.emulator: Emulator | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
@@ -288,6 +343,16 @@ class Cluster:
         )  # fmt: skip
         return self
 
+    def service_account_folder(self, namespace: str, account: str) -> Path:
+        """What a kubelet mounts at :data:`SERVICE_ACCOUNT_PATH` in a pod of ``account``: token, CA, namespace."""
+        folder = self.folder / "serviceaccounts" / namespace / account
+        if not (folder / "token").is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "ca.crt").write_bytes(self.ca_file.read_bytes())
+            (folder / "namespace").write_text(namespace)
+            (folder / "token").write_text(f"emulator-token-{namespace}-{account}")  # written last: complete
+        return folder
+
     def stop(self) -> None:
         if self._loop is not None and self._stopped is not None:
             self._loop.call_soon_threadsafe(self._stopped.set)
@@ -296,13 +361,23 @@ class Cluster:
     def _serve(self) -> None:
         async def main() -> None:
             try:
+                _, certificate, key = write_certificates(self.folder)
+                tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                tls.load_cert_chain(certificate, key)
                 async with Emulator() as emulator, apps.Server(emulator) as server:
                     self.emulator = emulator
                     self.url = str(server.url).rstrip("/")
+                    runner = aiohttp.web.ServerRunner(aiohttp.web.Server(emulator))
+                    await runner.setup()
+                    await aiohttp.web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls).start()
+                    self.https_port = int(runner.addresses[0][1])
                     self._loop = asyncio.get_running_loop()
                     self._stopped = asyncio.Event()
                     self._ready.set()
-                    await self._stopped.wait()
+                    try:
+                        await self._stopped.wait()
+                    finally:
+                        await runner.cleanup()
             except BaseException as exc:
                 self._error = exc
                 self._ready.set()

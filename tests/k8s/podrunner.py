@@ -16,8 +16,11 @@ times a second:
   (a failure: ``ErrImagePull``, then ``ImagePullBackOff``, with ``Failed``/``BackOff``
   events; a missing ``imagePullSecrets`` secret: a ``FailedToRetrieveImagePullSecret``
   event), then each container runs with its command, args and env on the host network (pod
-  IP 127.0.0.1), ``fieldRef`` variables of the downward API (name, namespace, uid, pod IP),
-  ``hostPath`` volumes bound in, and ``resources.limits.memory`` as the
+  IP 127.0.0.1), ``fieldRef`` variables of the downward API (name, namespace, uid, pod IP,
+  service account), ``hostPath`` volumes bound in, the in-cluster configuration as a kubelet
+  gives it (``KUBERNETES_SERVICE_HOST``/``_PORT`` naming the emulator's HTTPS port, and the
+  pod's service account's token, CA and namespace at ``/var/run/secrets/kubernetes.io/
+  serviceaccount``, unless ``automountServiceAccountToken: false``), and ``resources.limits.memory`` as the
   container's memory limit; the pod's
   status follows: ``Running``, then ``Succeeded``/``Failed`` with each container's exit code
   and reason (``Completed``, ``Error``, ``OOMKilled`` — also when the pod's annotation
@@ -49,7 +52,7 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from .emulator import Cluster, now
+from .emulator import SERVICE_ACCOUNT_PATH, Cluster, now
 
 logger = logging.getLogger("tests.k8s.podrunner")
 
@@ -346,15 +349,27 @@ class PodRunner:
         started = now()
         statuses = []
         host_paths = {v["name"]: v["hostPath"]["path"] for v in pod["spec"].get("volumes") or [] if v.get("hostPath")}
+        account = pod["spec"].get("serviceAccountName") or pod["spec"].get("serviceAccount") or "default"
         fields = {"metadata.name": state.name, "metadata.namespace": state.namespace,
                   "metadata.uid": pod["metadata"]["uid"], "status.podIP": "127.0.0.1", "status.hostIP": "127.0.0.1",
-                  "spec.nodeName": NODE}  # fmt: skip
+                  "spec.nodeName": NODE, "spec.serviceAccountName": account}  # fmt: skip
+        # the in-cluster configuration: the API's address, and the account's token, CA and namespace
+        in_cluster: dict[str, Any] = {}
+        service: dict[str, str] = {}
+        if pod["spec"].get("automountServiceAccountToken") is not False:
+            folder = str(self.cluster.service_account_folder(state.namespace, account))
+            in_cluster[folder] = {"bind": SERVICE_ACCOUNT_PATH, "mode": "ro"}
+            port = str(self.cluster.https_port)
+            service = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": port,
+                       "KUBERNETES_SERVICE_PORT_HTTPS": port}  # fmt: skip
         for container in containers:
             binds = {
-                host_paths[m["name"]]: {"bind": m["mountPath"], "mode": "ro" if m.get("readOnly") else "rw"}
-                for m in container.get("volumeMounts") or [] if m.get("name") in host_paths
-            }
-            env = {item["name"]: _env_value(item, fields) for item in container.get("env") or [] if "name" in item}
+                **in_cluster,
+                **{host_paths[m["name"]]: {"bind": m["mountPath"], "mode": "ro" if m.get("readOnly") else "rw"}
+                   for m in container.get("volumeMounts") or [] if m.get("name") in host_paths},
+            }  # fmt: skip
+            env = {**service,
+                   **{item["name"]: _env_value(item, fields) for item in container.get("env") or [] if "name" in item}}
             limits = ((container.get("resources") or {}).get("limits") or {}).get("memory")
             created = self.docker.api.create_container(
                 container["image"],

@@ -209,6 +209,7 @@ class KubernetesAgent(Agent):
             service_account_name=self.service_account_name,
             image_pull_secrets=self.image_pull_secrets,
             ttl_seconds=self.job_ttl,
+            field_env=manifests.SERVICE_ACCOUNT_FIELDS,
         )
 
     def deploy_flow(self, flow_run: FlowRun) -> None:

@@ -67,6 +67,11 @@ class ContextSettings(BaseModel):
         description="Labels of the Kubernetes job that runs this process (set by the KubernetesAgent); an "
         "environment's next hop carries them, so the agent watches and cleans it up too.",
     )
+    service_account: str | None = Field(
+        None,
+        description="The Kubernetes service account of the job that runs this process (set by the "
+        "KubernetesAgent); an environment's next hop gets it when its spec names none.",
+    )
     second_hop: bool = Field(
         False,
         description=(

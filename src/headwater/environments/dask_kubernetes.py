@@ -214,10 +214,7 @@ class DaskKubernetesEnvironment(KubernetesJobEnvironment):
     def job(self, settings: Settings) -> dict[str, Any]:
         """The scheduler's Job: the KubernetesJobEnvironment's, plus the pod's name, uid and IP."""
         job = super().job(settings)
-        container = job["spec"]["template"]["spec"]["containers"][0]
-        current = [e for e in container.get("env") or [] if e.get("name") not in POD_FIELDS]
-        container["env"] = [*current, *({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
-                                        for name, path in POD_FIELDS.items())]  # fmt: skip
+        manifests.set_field_env(job["spec"]["template"]["spec"]["containers"][0], POD_FIELDS)
         job["metadata"]["labels"][manifests.LABEL_ROLE] = "dask-scheduler"
         job["spec"]["template"]["metadata"]["labels"][manifests.LABEL_ROLE] = "dask-scheduler"
         return job

@@ -125,9 +125,13 @@ class KubernetesJobEnvironment(Environment):
             env["HEADWATER__CONTEXT__IMAGE"] = image
         labels = {**context.job_labels, manifests.LABEL_FLOW_RUN_ID: manifests.label_value(run_id),
                   manifests.LABEL_ROLE: "second-hop"}  # fmt: skip
+        pod = self.job_spec["spec"]["template"]["spec"]
+        # the spec's own service account wins; else the one of the job starting this one (the run's)
+        account = None if pod.get("serviceAccountName") or pod.get("serviceAccount") else context.service_account
         return manifests.flow_run_job(
-            self.job_spec, name=name, labels=labels, env=env, image=image, ttl_seconds=settings.kubernetes.job_ttl
-        )
+            self.job_spec, name=name, labels=labels, env=env, image=image, ttl_seconds=settings.kubernetes.job_ttl,
+            service_account_name=account,
+        )  # fmt: skip
 
     def namespace(self, settings: Settings) -> str:
         """Where the Job goes: the run's namespace (set by the agent), else this pod's, else ``default``."""

@@ -24,6 +24,10 @@ LABEL_AGENT_ID = "headwater.io/agent-id"
 #: what a Job or pod is for: ``flow-run`` (an agent's), ``second-hop`` (an environment's), ``dask-worker``.
 LABEL_ROLE = "headwater.io/role"
 
+#: a flow-run container's own service account, from the downward API: a Kubernetes environment's
+#: next hop gets it when its spec names none (``ContextSettings.service_account``).
+SERVICE_ACCOUNT_FIELDS = {"HEADWATER__CONTEXT__SERVICE_ACCOUNT": "spec.serviceAccountName"}
+
 #: the flow-run process, as a container command.
 FLOW_RUN_COMMAND = ["python", "-m", "headwater", "execute", "flow-run"]
 
@@ -135,6 +139,14 @@ def set_env(container: dict[str, Any], env: Mapping[str, str]) -> None:
     container["env"] = [*replaced, *({"name": name, "value": value} for name, value in env.items())]
 
 
+def set_field_env(container: dict[str, Any], fields: Mapping[str, str]) -> None:
+    """Give ``container`` variables from the downward API (name -> field path), replacing ones of the same name."""
+    current = [item for item in container.get("env") or [] if isinstance(item, dict)]
+    kept = [item for item in current if item.get("name") not in fields]
+    container["env"] = [*kept, *({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+                                 for name, path in fields.items())]  # fmt: skip
+
+
 def flow_run_job(
     spec: Mapping[str, Any],
     *,
@@ -146,14 +158,16 @@ def flow_run_job(
     service_account_name: str | None = None,
     image_pull_secrets: list[str] | None = None,
     ttl_seconds: int | None = None,
+    field_env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The Job a flow run runs in, made from ``spec`` (which is left unchanged).
 
     The first container gets ``command`` (default :data:`FLOW_RUN_COMMAND`), ``env`` by name,
-    and ``image`` when given (else it keeps the spec's); the Job and its pod template get
-    ``labels``; ``restartPolicy: Never`` and ``backoffLimit: 0`` unless the spec says otherwise
-    (a retried pod would run the flow twice), ``ttlSecondsAfterFinished`` when given and the spec
-    has none, and the service account and image pull secrets when given.
+    ``field_env`` (name -> field path of the downward API), and ``image`` when given (else it
+    keeps the spec's); the Job and its pod template get ``labels``; ``restartPolicy: Never``
+    and ``backoffLimit: 0`` unless the spec says otherwise (a retried pod would run the flow
+    twice), ``ttlSecondsAfterFinished`` when given and the spec has none, and the service
+    account and image pull secrets when given.
 
     Raises:
         JobSpecError: the spec is not a Job with a container, the name is not valid, or the
@@ -190,4 +204,6 @@ def flow_run_job(
     container["command"] = list(command or FLOW_RUN_COMMAND)
     container.pop("args", None)
     set_env(container, env)
+    if field_env:
+        set_field_env(container, field_env)
     return job
