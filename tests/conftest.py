@@ -19,6 +19,18 @@ from typing import Any
 import pytest
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test on the Docker engine (also through the Kubernetes emulator) in one xdist group.
+
+    ``make test`` runs the suite on two workers (``-n 2 --dist loadgroup``): the tests of the
+    group all go to one worker, so one Docker engine, registry and set of built images serve
+    them, and the other worker takes the rest.
+    """
+    for item in items:
+        if "docker_daemon" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("docker"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_headwater_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     home = tmp_path_factory.mktemp("headwater-home")

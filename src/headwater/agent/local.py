@@ -152,7 +152,7 @@ class LocalAgent(Agent):
             with self._processes_lock:
                 ended = [(run_id, p) for run_id, p in self._processes.items() if p.poll() is not None]
             if ended:
-                self._loop.wake.set()  # their slots are free: the claim loop may be waiting for one
+                self._loop.slot_freed()  # their slots are free: the claim loop may be waiting for one
             for run_id, process in ended:
                 assert process.returncode is not None
                 if self._report_exit(run_id, process.returncode, f"exited with {describe_exit(process.returncode)}"):

@@ -61,6 +61,7 @@ class AgentLoop:
         self.stopping = threading.Event()  # stop claiming (stop(), a signal)
         self.forced = threading.Event()  # a second signal: don't wait for what is running
         self.wake = threading.Event()  # poke, stop, a free slot: claim (or end) now
+        self._waiting_for_slot = False  # every slot taken: the claim loop waits for one
         self.claiming = threading.Event()  # a claim call is in flight
         self._slots = threading.Lock()
         self.in_flight = 0
@@ -127,11 +128,13 @@ class AgentLoop:
         failures = not_ready = 0
         while not self.stopping.is_set() and (agent.max_polls is None or agent.polls < agent.max_polls):
             with self._slots:
+                self._waiting_for_slot = True  # before counting: a slot freed from now on wakes the wait below
                 free = self.settings.max_workers - self.in_flight - agent.held_slots()
-            if free <= 0:  # a deploy freeing a slot, a poke or stop() sets wake
+            if free <= 0:  # a freed slot (slot_freed), a poke or stop() sets wake
                 self.wake.wait(1.0)
                 self.wake.clear()
                 continue
+            self._waiting_for_slot = False
             self.wake.clear()
             if not self._check_ready():
                 not_ready += 1
@@ -219,10 +222,13 @@ class AgentLoop:
                             agent.name, flow_run.id, flow_run.run_name, flow_run.flow_name)  # fmt: skip
         finally:
             with self._slots:
-                was_full = self.in_flight >= self.settings.max_workers
                 self.in_flight -= 1
-            if was_full:  # the loop waits for a free slot
-                self.wake.set()
+            self.slot_freed()
+
+    def slot_freed(self) -> None:
+        """A run gave its slot back: wake the claim loop if it waits for a slot (not while it rests)."""
+        if self._waiting_for_slot:
+            self.wake.set()
 
     # -- watching ------------------------------------------------------------------------
 
