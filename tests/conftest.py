@@ -20,14 +20,17 @@ import pytest
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Every test on the Docker engine (also through the Kubernetes emulator) in one xdist group.
+    """The tests on the Docker engine in two xdist groups: those on the Kubernetes emulator, and the rest.
 
-    ``make test`` runs the suite on two workers (``-n 2 --dist loadgroup``): the tests of the
-    group all go to one worker, so one Docker engine, registry and set of built images serve
-    them, and the other worker takes the rest.
+    ``make test`` runs the suite on two workers (``-n 2 --dist loadgroup``): a group's tests all
+    go to one worker, so one Docker engine, registry and set of built images serve them (each
+    group's worker starts its own), and the tests of neither group are shared out.
     """
     for item in items:
-        if "docker_daemon" in getattr(item, "fixturenames", ()):
+        fixtures = getattr(item, "fixturenames", ())
+        if "k8s_cluster" in fixtures or "k8s_target" in fixtures:
+            item.add_marker(pytest.mark.xdist_group("kubernetes"))
+        elif "docker_daemon" in fixtures:
             item.add_marker(pytest.mark.xdist_group("docker"))
 
 
@@ -155,6 +158,26 @@ def docker_registry(docker_daemon: Any) -> Iterator[Any]:
     registry = Registry().start()
     yield registry
     registry.stop()
+
+
+@pytest.fixture(scope="session")
+def dask_image(docker_daemon: Any, docker_base_image: str) -> str:
+    """headwater from this tree with the Dask and Kubernetes packages of this interpreter (Dask worker pods)."""
+    import uuid
+
+    import dask
+    import distributed
+    import kubernetes
+
+    from agent.docker_image import build_test_image
+
+    client = docker_daemon.client()
+    try:
+        extras = [f"dask=={dask.__version__}", f"distributed=={distributed.__version__}",
+                  f"kubernetes=={kubernetes.__version__}"]  # fmt: skip
+        return build_test_image(client, docker_base_image, f"headwater-dask-test:{uuid.uuid4().hex[:8]}", extras)
+    finally:
+        client.close()
 
 
 # --- Kubernetes (tests/k8s/) ------------------------------------------------------------------

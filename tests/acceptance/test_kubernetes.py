@@ -93,7 +93,7 @@ from headwater.environments import DaskKubernetesEnvironment
 
 @task
 def spread(i):
-    time.sleep(2.5)
+    time.sleep(4)  # 32 s on one worker: long enough for more to start, however busy the machine
     return os.environ.get("DASK_WORKER_POD", "not a worker pod")
 
 @task
@@ -104,7 +104,7 @@ def tail(pods):
 
 environment = DaskKubernetesEnvironment(min_workers=1, max_workers=3, labels=["k8s"], image_pull_secret={secret!r})
 with Flow("k8s-dask", environment=environment) as flow:
-    tail([spread(i) for i in range(6)])
+    tail([spread(i) for i in range(8)])
 """
 
 CANCELLED = """
@@ -201,18 +201,18 @@ def k8s_agent(tmp_path: Path, k8s_target: Any) -> Iterator[Any]:
             process.wait()
 
 
-def docker_storage(registry_url: str, docker_base_image: str, docker_daemon: Any, **kwargs: Any) -> Any:
+def docker_storage(registry_url: str, base_image: str, docker_daemon: Any, **kwargs: Any) -> Any:
     from headwater.storage import Docker
 
     return Docker(
-        registry_url=registry_url, base_image=docker_base_image, local_image=True,
+        registry_url=registry_url, base_image=base_image, local_image=True,
         base_url=docker_daemon.base_url, build_kwargs={"network_mode": "host"}, ca_certificates=HOST_CA_BUNDLE,
         **kwargs,
     )  # fmt: skip
 
 
 def test_flows_labelled_k8s_run_to_success_in_the_cluster(
-    tmp_path: Path, k8s_target: Any, docker_daemon: Any, docker_base_image: str, k8s_agent: Any, settings_env: Any,
+    tmp_path: Path, k8s_target: Any, docker_daemon: Any, dask_image: str, k8s_agent: Any, settings_env: Any,
 ) -> None:  # fmt: skip
     target = k8s_target
     run_service_account(target)
@@ -233,12 +233,7 @@ def test_flows_labelled_k8s_run_to_success_in_the_cluster(
             doomed = extract_flow_from_file(path=str(write_flow(tmp_path, "doomed", CANCELLED.format(secret=secret))))
             flows = {"local": local, "second": second, "dask": dask, "cancelled": doomed}
             # one image holds the flows (built once); each is registered naming it
-            import distributed
-
-            storage = docker_storage(
-                target.registry, docker_base_image, docker_daemon,
-                python_dependencies=["kubernetes>=29,<37", f"dask[distributed]=={distributed.__version__}"],
-            )  # fmt: skip
+            storage = docker_storage(target.registry, dask_image, docker_daemon)  # it has dask and kubernetes
             for flow in flows.values():
                 storage.add_flow(flow)
             storage.build()

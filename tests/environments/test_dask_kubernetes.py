@@ -28,26 +28,6 @@ from .contract import EnvironmentContract
 
 distributed = pytest.importorskip("distributed", reason="Dask distributed is not installed")
 
-IMAGE = f"headwater-dask-test:{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture(scope="session")
-def dask_image(docker_daemon: Any, docker_base_image: str) -> str:
-    """headwater from this tree with the Dask and Kubernetes packages of this interpreter."""
-    import dask
-    import kubernetes
-
-    from agent.docker_image import build_test_image
-
-    client = docker_daemon.client()
-    try:
-        extras = [f"dask=={dask.__version__}", f"distributed=={distributed.__version__}",
-                  f"kubernetes=={kubernetes.__version__}"]  # fmt: skip
-        return build_test_image(client, docker_base_image, IMAGE, extra_requirements=extras)
-    finally:
-        client.close()
-
-
 @pytest.fixture
 def in_scheduler_pod(k8s_cluster: Any, dask_image: str, settings_env: Any, monkeypatch: pytest.MonkeyPatch) -> str:
     """This process as the scheduler's pod of a run: the run's context, the API, the pod's IP."""
