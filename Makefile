@@ -25,7 +25,7 @@ lint: $(STAMP)
 # PostgreSQL (and later other system packages) for the tests; demo needs none of them.
 test: lint
 	bash scripts/ensure-system-deps.sh
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py

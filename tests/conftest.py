@@ -152,7 +152,7 @@ def docker_base_image(docker_daemon: Any) -> str:
 
 @pytest.fixture(scope="session")
 def docker_registry(docker_daemon: Any) -> Iterator[Any]:
-    """A ``docker-registry`` on 127.0.0.1 (``.address`` is ``localhost:<port>``, 5000 when free)."""
+    """A ``docker-registry`` on 127.0.0.1 (``.address`` is ``localhost:<port>``, a free port)."""
     from dockerd import Registry
 
     registry = Registry().start()

@@ -56,15 +56,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def port_is_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
 class DockerDaemon:
     """A ``dockerd`` of its own: ``start()``, ``base_url`` (``unix://…``), ``client()``, ``stop()``.
 
@@ -170,7 +161,7 @@ def import_base_image(client: Any, tag: str = BASE_IMAGE) -> str:
 
 
 class Registry:
-    """Debian's ``docker-registry`` on 127.0.0.1 (port 5000 when free), storing in a temporary folder."""
+    """Debian's ``docker-registry`` on a free port of 127.0.0.1, storing in a temporary folder."""
 
     def __init__(self) -> None:
         self.root: Path | None = None
@@ -191,7 +182,7 @@ class Registry:
 
     def start(self, timeout: float = 30.0) -> Registry:
         self.root = Path(tempfile.mkdtemp(prefix="hw-registry-"))
-        self.port = 5000 if port_is_free(5000) else free_port()
+        self.port = free_port()  # never a fixed one: two sessions (xdist workers) run registries at once
         config = self.root / "config.yml"
         config.write_text(
             "version: 0.1\n"
