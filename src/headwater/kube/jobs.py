@@ -132,19 +132,22 @@ def label_value(value: str) -> str:
     return cleaned if _LABEL_VALUE.fullmatch(cleaned) else ""
 
 
+def _put_env(container: dict[str, Any], items: list[dict[str, Any]]) -> None:
+    """Give ``container`` the variables ``items``: each replaces one of the same name, or is added."""
+    names = {item["name"] for item in items}
+    kept = [item for item in container.get("env") or [] if isinstance(item, dict) and item.get("name") not in names]
+    container["env"] = [*kept, *items]
+
+
 def set_env(container: dict[str, Any], env: Mapping[str, str]) -> None:
     """Give ``container`` the variables ``env``: each replaces one of the same name, or is added."""
-    current = [item for item in container.get("env") or [] if isinstance(item, dict)]
-    replaced = [item for item in current if item.get("name") not in env]
-    container["env"] = [*replaced, *({"name": name, "value": value} for name, value in env.items())]
+    _put_env(container, [{"name": name, "value": value} for name, value in env.items()])
 
 
 def set_field_env(container: dict[str, Any], fields: Mapping[str, str]) -> None:
     """Give ``container`` variables from the downward API (name -> field path), replacing ones of the same name."""
-    current = [item for item in container.get("env") or [] if isinstance(item, dict)]
-    kept = [item for item in current if item.get("name") not in fields]
-    container["env"] = [*kept, *({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
-                                 for name, path in fields.items())]  # fmt: skip
+    _put_env(container, [{"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+                         for name, path in fields.items()])  # fmt: skip
 
 
 def flow_run_job(
