@@ -203,14 +203,17 @@ class Registry:
             if self.process.poll() is not None:
                 raise RuntimeError(f"docker-registry exited with {self.process.returncode}:\n{self.log()[-3000:]}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v2/", timeout=1):
-                    return self
-            except urllib.error.HTTPError:
-                return self
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v2/", timeout=1) as answer:
+                    headers = answer.headers
+            except urllib.error.HTTPError as exc:
+                headers = exc.headers
             except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"docker-registry did not answer on port {self.port}:\n{self.log()}") from None
-                time.sleep(0.1)
+                headers = None
+            if headers is not None and "registry/2" in (headers.get("Docker-Distribution-Api-Version") or ""):
+                return self  # this registry, not another process that took the port first
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"docker-registry did not answer on port {self.port}:\n{self.log()}")
+            time.sleep(0.1)
 
     def tags(self, repository: str) -> list[str]:
         """The tags the registry holds for ``repository`` (its HTTP API, not the daemon's view)."""
@@ -235,6 +238,33 @@ class Registry:
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None
+
+
+def push(base_url: str, reference: str, attempts: int = 3, stall: float = 90.0) -> None:
+    """Push ``reference`` from the daemon at ``base_url``, again (up to ``attempts`` times) when it stalls.
+
+    On a busy machine a push has been seen to go silent for minutes (no progress from the
+    daemon). A read that waits ``stall`` seconds ends the attempt, and the next one resumes:
+    the layers the registry already has are skipped.
+    """
+    import docker
+
+    failures = []
+    for _ in range(attempts):
+        client = docker.DockerClient(base_url=base_url, timeout=int(stall))
+        try:
+            repository, _, tag = reference.rpartition(":")
+            for chunk in client.api.push(repository, tag=tag, stream=True, decode=True):
+                if "error" in chunk:
+                    raise RuntimeError(f"pushing {reference} failed: {chunk['error']}")
+            return
+        except Exception as exc:
+            if isinstance(exc, RuntimeError):
+                raise
+            failures.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            client.close()
+    raise RuntimeError(f"pushing {reference} stalled {attempts} times: {failures}")
 
 
 def run_container(client: Any, image: str, command: list[str], timeout: float = 120, **kwargs: Any) -> str:

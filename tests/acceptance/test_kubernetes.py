@@ -37,8 +37,9 @@ import pytest
 import yaml
 
 from client.live import LiveServer
-from dockerd import HOST_CA_BUNDLE
+from dockerd import HOST_CA_BUNDLE, push
 from headwater.client import Client
+from headwater.containers.names import image_reference
 from headwater.kube import jobs as manifests
 from headwater.storage.script import extract_flow_from_file
 
@@ -211,6 +212,8 @@ def docker_storage(registry_url: str, base_image: str, docker_daemon: Any, **kwa
     )  # fmt: skip
 
 
+# Its set-up (the emulator, the Dask image) counts too, and the Docker group's worker shares the two cores.
+@pytest.mark.timeout(600)
 def test_flows_labelled_k8s_run_to_success_in_the_cluster(
     tmp_path: Path, k8s_target: Any, docker_daemon: Any, dask_image: str, k8s_agent: Any, settings_env: Any,
 ) -> None:  # fmt: skip
@@ -236,7 +239,8 @@ def test_flows_labelled_k8s_run_to_success_in_the_cluster(
             storage = docker_storage(target.registry, dask_image, docker_daemon)  # it has dask and kubernetes
             for flow in flows.values():
                 storage.add_flow(flow)
-            storage.build()
+            storage.build(push=False)  # pushed below, again if a push stalls
+            push(docker_daemon.base_url, image_reference(storage.registry_url, storage.image_name, storage.image_tag))
             flow_ids = {}
             for what, flow in flows.items():
                 flow.storage = storage
