@@ -20,7 +20,7 @@ import pytest
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The tests on the Docker engine in two xdist groups: those on the Kubernetes emulator, and the rest.
+    """The tests on the Docker engine in xdist groups: on the Kubernetes emulator, on the ECS task runner, the rest.
 
     ``make test`` runs the suite on two workers (``-n 2 --dist loadgroup``): a group's tests all
     go to one worker, so one Docker engine, registry and set of built images serve them (each
@@ -30,6 +30,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         fixtures = getattr(item, "fixturenames", ())
         if "k8s_cluster" in fixtures or "k8s_target" in fixtures:
             item.add_marker(pytest.mark.xdist_group("kubernetes"))
+        elif "ecs_runner" in fixtures:
+            item.add_marker(pytest.mark.xdist_group("aws"))
         elif "docker_daemon" in fixtures:
             item.add_marker(pytest.mark.xdist_group("docker"))
 
@@ -226,3 +228,43 @@ def k8s_target(request: pytest.FixtureRequest) -> Any:
             pytest.fail(str(exc), pytrace=False)
     cluster = request.getfixturevalue("k8s_cluster")
     return target.emulated(cluster, request.getfixturevalue("docker_registry").address)
+
+
+# --- AWS (tests/aws/) -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def aws_cloud() -> Iterator[Any]:
+    """moto's server in this process (``tests/aws/cloud.py``): ``.url``, ``.env()``, ``.ecs_backend``, ``.client()``."""
+    pytest.importorskip("moto", reason="moto (the AWS emulator) is not installed")
+    from aws.cloud import Cloud
+
+    cloud = Cloud().start()
+    yield cloud
+    cloud.stop()
+
+
+@pytest.fixture
+def aws_env(aws_cloud: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """This process's boto3 clients reach ``aws_cloud`` (its endpoint, dummy credentials, a region)."""
+    for name in ("AWS_PROFILE", "AWS_REGION", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    env: dict[str, str] = aws_cloud.env()
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.fixture(scope="session")
+def ecs_runner(aws_cloud: Any, docker_daemon: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The ECS task runner (``tests/aws/taskrunner.py``): RUNNING tasks of ``aws_cloud`` run on ``docker_daemon``,
+    with the session's temp root mounted at its own path."""
+    from aws.taskrunner import TaskRunner
+
+    docker = docker_daemon.client()
+    runner = TaskRunner(aws_cloud, docker, binds=[str(tmp_path_factory.getbasetemp())]).start()
+    try:
+        yield runner
+    finally:
+        runner.stop()
+        docker.close()

@@ -1,4 +1,4 @@
-"""Agents by kind: ``"local"``, ``"docker"`` → lazy import paths.
+"""Agents by kind: ``"local"``, ``"docker"``, ``"kubernetes"``, ``"fargate"`` → lazy import paths.
 
 The one place that maps agent kinds to classes (``headwater.plugins`` is the shape
 every family shares); ``headwater agent KIND start`` offers one subcommand per kind
@@ -17,6 +17,7 @@ registry: Registry[Agent] = Registry(
         "local": Entry("headwater.agent.local.LocalAgent"),
         "docker": Entry("headwater.agent.docker.DockerAgent", "docker"),
         "kubernetes": Entry("headwater.agent.kubernetes.KubernetesAgent", "kubernetes"),
+        "fargate": Entry("headwater.agent.fargate.FargateAgent", "aws"),
     },
     register_function="headwater.agent.register_agent",
 )

@@ -72,6 +72,11 @@ class ContextSettings(BaseModel):
         description="The Kubernetes service account of the job that runs this process (set by the "
         "KubernetesAgent); an environment's next hop gets it when its spec names none.",
     )
+    ecs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What the FargateAgent's task tells an environment starting a next hop (JSON: cluster, "
+        "started_by, tags, region, network_configuration), so the agent watches that task too.",
+    )
     second_hop: bool = Field(
         False,
         description=(
