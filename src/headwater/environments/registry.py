@@ -1,5 +1,5 @@
 """Environments by kind: ``"local"``, ``"remote"``, ``"docker"``, ``"kubernetes-job"``,
-``"dask-kubernetes"`` → lazy import paths.
+``"fargate-task"``, ``"dask-kubernetes"`` → lazy import paths.
 
 The one place that maps environment kinds to classes (``headwater.plugins``
 is the shape every family shares). :func:`environment_from_spec` rebuilds an
@@ -23,6 +23,7 @@ registry: Registry[Environment] = Registry(
         "remote": Entry("headwater.environments.remote.RemoteEnvironment"),
         "docker": Entry("headwater.environments.docker.DockerEnvironment", "docker"),
         "kubernetes-job": Entry("headwater.environments.kubernetes.KubernetesJobEnvironment", "kubernetes"),
+        "fargate-task": Entry("headwater.environments.fargate.FargateTaskEnvironment", "aws"),
         "dask-kubernetes": Entry(
             "headwater.environments.dask_kubernetes.DaskKubernetesEnvironment", "dask-kubernetes"
         ),
