@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/pickup.py
 	$(BIN)/python bench/storage.py
 	$(BIN)/python bench/kubernetes_agent.py
+	$(BIN)/python bench/fargate_agent.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 FLOW_RUN_COMMAND = ("python", "-m", "headwater", "execute", "flow-run")
 #: Seconds all of a run's tasks are seen stopped before the agent judges the run (its last report lands).
 SETTLE = 1.0
+#: Seconds a cluster found ACTIVE is taken as ready before it is described again.
+READY_RECHECK = 60.0
 #: Flow versions whose task definition the agent remembers.
 DEFINITION_CACHE = 256
 LAUNCH_TYPES = ("FARGATE", "EC2")
@@ -155,6 +157,7 @@ class FargateAgent(Agent):
         self._lock = threading.Lock()
         self._defining = threading.Lock()
         self._last_poll = 0.0
+        self._ready_until = 0.0
         #: the flow-run command in the task (tests swap in a stand-in).
         self._command = list(FLOW_RUN_COMMAND)
 
@@ -224,8 +227,15 @@ class FargateAgent(Agent):
         return {**super().health(), "tasks": len(self.deployed_flow_run_ids())}
 
     def ready(self) -> str | None:
-        """None when the cluster exists and answers, else why not (e.g. no such cluster, with the fix)."""
+        """None when the cluster exists and answers, else why not (e.g. no such cluster, with the fix).
+
+        Asked before each claim; a cluster found ACTIVE is asked about again after ``READY_RECHECK``
+        seconds (or after a deploy that failed for it), not before every claim.
+        """
+        if time.monotonic() < self._ready_until:
+            return None
         problem = tasks.check_cluster(self.ecs, self.cluster, f"FargateAgent {self.name!r}")
+        self._ready_until = 0.0 if problem else time.monotonic() + READY_RECHECK
         return problem
 
     # -- deploy -----------------------------------------------------------------------------------
@@ -299,6 +309,7 @@ class FargateAgent(Agent):
 
     def _raise_for(self, exc: Exception, action: str) -> NoReturn:
         reason = explain(exc, action)
+        self._ready_until = 0.0  # ask about the cluster again before the next claim
         if is_throttling(exc) or is_unreachable(exc):
             raise DeployLater(reason) from exc
         raise FargateDeployError(reason) from None
