@@ -88,8 +88,8 @@ def test_the_documented_signatures_run_the_flow(tmp_path: Path) -> None:
         ("environments.test_custom.Nope", "does not resolve: module 'environments.test_custom' has no attribute"),
         ("no_such_module_hw.Env", "does not resolve"),
         ("headwater.core.flow.Flow", "not a concrete headwater Environment class"),
-        ("kubernetes", "unknown environment kind 'kubernetes'; known kinds: dask-kubernetes, docker, kubernetes-job, "
-         "local, remote"),
+        ("kubernetes", "unknown environment kind 'kubernetes'; known kinds: dask-cloudprovider, dask-kubernetes, "
+         "docker, fargate-task, kubernetes-job, local, remote"),
     ],
 )
 def test_a_kind_that_names_no_environment_is_a_clear_error(kind: str, message: str) -> None:

@@ -182,3 +182,16 @@ def test_registration_says_which_executor_deployed_runs_use() -> None:
     note = executor_note(flow)
     assert note is not None
     assert "deployed runs use the environment's (LocalDaskExecutor)" in note and "flow.run() uses" in note
+
+
+def test_a_flow_runner_error_is_raised_as_itself_after_on_exit_runs(tmp_path: Path) -> None:
+    from headwater import Parameter
+
+    ran: list[str] = []
+    with Flow("needs-x") as flow:
+        Parameter("x")
+    env = LocalEnvironment(on_exit=lambda: ran.append("on_exit"))
+    with pytest.raises(Exception) as raised:
+        env.run(flow, parameters={"nope": 1})
+    assert not isinstance(raised.value, AssertionError), raised.value  # the runner's own error, not a bare assert
+    assert "nope" in str(raised.value) and ran == ["on_exit"]

@@ -60,10 +60,10 @@ def test_registry_errors_name_the_kind_and_the_fix() -> None:
     with pytest.raises(ValueError, match=r"unknown environment kind 'nope'; known kinds: .*local"):
         environment_class("nope")
     # only kinds whose modules exist are listed: a later release's kind is simply unknown
-    unknown = "unknown environment kind 'fargate-task'; known kinds: dask-kubernetes, docker, kubernetes-job, local, " \
-        "remote"
+    unknown = "unknown environment kind 'ecs-service'; known kinds: dask-cloudprovider, dask-kubernetes, docker, " \
+        "fargate-task, kubernetes-job, local, remote"
     with pytest.raises(ValueError, match=unknown):
-        environment_class("fargate-task")
+        environment_class("ecs-service")
     with pytest.raises(ValueError, match="has no 'kind'"):
         environment_from_spec({"labels": []})
     with pytest.raises(ValueError, match=r"has key\(s\) 'surprise' that LocalEnvironment does not take"):

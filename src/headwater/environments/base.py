@@ -130,21 +130,23 @@ class Environment(abc.ABC):  # noqa: B024 (every hook has a default; see the doc
         try:
             state = run_flow(flow, executor=runner_kwargs.pop("executor", None) or self.executor, **runner_kwargs)
         except Exception:
-            self._exit_after(None)
+            try:
+                self._call("on_exit")  # it runs, and the flow runner's error is the one raised
+            except Exception:
+                logger.warning("on_exit of %s failed after the flow runner raised", type(self).__name__)
             raise
         return self._exit_after(state)
 
-    def _exit_after(self, state: State | None) -> State:
+    def _exit_after(self, state: State) -> State:
         from headwater.core.state import Failed
 
         try:
             self._call("on_exit")
         except Exception as exc:
             message = f"on_exit failed: {type(exc).__name__}: {exc}"
-            if state is None or state.is_successful():
-                return Failed(message, state.result if state is not None else exc)
+            if state.is_successful():
+                return Failed(message, state.result)
             state.message = f"{state.message}; {message}"
-        assert state is not None
         return state
 
     def _call(self, hook: str) -> None:

@@ -1,5 +1,5 @@
 """Environments by kind: ``"local"``, ``"remote"``, ``"docker"``, ``"kubernetes-job"``,
-``"fargate-task"``, ``"dask-kubernetes"`` → lazy import paths.
+``"fargate-task"``, ``"dask-kubernetes"``, ``"dask-cloudprovider"`` → lazy import paths.
 
 The one place that maps environment kinds to classes (``headwater.plugins``
 is the shape every family shares). :func:`environment_from_spec` rebuilds an
@@ -24,9 +24,8 @@ registry: Registry[Environment] = Registry(
         "docker": Entry("headwater.environments.docker.DockerEnvironment", "docker"),
         "kubernetes-job": Entry("headwater.environments.kubernetes.KubernetesJobEnvironment", "kubernetes"),
         "fargate-task": Entry("headwater.environments.fargate.FargateTaskEnvironment", "aws"),
-        "dask-kubernetes": Entry(
-            "headwater.environments.dask_kubernetes.DaskKubernetesEnvironment", "dask-kubernetes"
-        ),
+        "dask-kubernetes": Entry("headwater.environments.dask_kubernetes.DaskKubernetesEnvironment", "dask-kubernetes"),
+        "dask-cloudprovider": Entry("headwater.environments.dask_cloudprovider.DaskCloudProviderEnvironment", "dask"),
     },
     register_function="headwater.environments.register_environment",
 )
