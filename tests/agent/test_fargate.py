@@ -241,3 +241,18 @@ def test_no_region_and_no_credentials_say_where_they_were_looked_for(
         FargateAgent(api_url=server.url, subnets=["subnet-1"], settings=FAST, region_name="eu-west-1")
     with pytest.raises(AwsConfigError, match="aws_access_key_id without aws_secret_access_key"):
         FargateAgent(api_url=server.url, subnets=["subnet-1"], settings=FAST, aws_access_key_id="AKIA")
+
+
+def test_the_command_line_takes_the_agent_s_options_and_refuses_what_cannot_work(aws_env: dict[str, str]) -> None:
+    import subprocess
+    import sys
+
+    shown = subprocess.run([sys.executable, "-m", "headwater", "agent", "fargate", "start", "--help"],
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    for option in ("--cluster", "--launch-type", "--task-definition-arn", "--subnet", "--security-group",
+                   "--run-task-kwargs", "--task-role-arn", "--execution-role-arn"):  # fmt: skip
+        assert option in shown.stdout
+    refused = subprocess.run([sys.executable, "-m", "headwater", "agent", "fargate", "start", "-l", "fargate"],
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert refused.returncode != 0 and "needs subnets" in refused.stderr, refused.stderr
