@@ -452,6 +452,9 @@ class FargateAgent(Agent):
                 self._judge(run_id, infra, now)
             except ApiError as exc:
                 logger.warning("agent %r: can't look at flow run %s: %s", self.name, run_id, exc)
+        with self._lock:  # forget what is settled: a long-lived agent keeps no history
+            for run_id in [r for r, infra in self._runs.items() if infra.settled]:
+                self._stopped_seen.difference_update(self._runs.pop(run_id).tasks)
 
     def _judge(self, run_id: str, infra: RunTasks, now: float) -> None:
         with self._lock:
