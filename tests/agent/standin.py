@@ -8,7 +8,8 @@ then Success. The tests steer it with variables the agent passes on:
 * ``STANDIN_DUMP_ENV=path``: write its environment there as JSON first;
 * ``STANDIN_APPEND=path``: append the run id to that file (one ``O_APPEND`` write);
 * ``STANDIN_SLEEP=seconds``: stay Running that long;
-* ``STANDIN_EXIT=code``: exit with that code without reporting a final state.
+* ``STANDIN_EXIT=code``: exit with that code without reporting a final state;
+* ``STANDIN_PRINT=text``: print that line to standard output first.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from headwater.client import Client
 
 def main() -> int:
     run_id = os.environ["HEADWATER__CONTEXT__FLOW_RUN_ID"]
+    if said := os.environ.get("STANDIN_PRINT"):
+        print(said, flush=True)
     if gate := os.environ.get("STANDIN_GATE"):
         deadline = time.monotonic() + 120  # a test that failed before opening it leaves no process behind
         while not os.path.exists(gate):

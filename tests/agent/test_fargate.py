@@ -109,6 +109,31 @@ def test_one_definition_per_flow_version_and_tasks_tagged_with_the_run(
     assert "AWS_SECRET_ACCESS_KEY" not in seen  # the agent's credentials never reach a task
 
 
+def test_a_failed_run_gets_the_task_s_last_log_lines_and_the_definition_its_roles(
+    cloud: Any, server: ServerProcess, client: Client, flow_id: str  # noqa: F811
+) -> None:
+    iam = cloud.client("iam")
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                        "Principal": {"Service": "ecs-tasks.amazonaws.com"}}]})  # fmt: skip
+    roles = [iam.create_role(RoleName=unique("role"), AssumeRolePolicyDocument=trust)["Role"]["Arn"] for _ in "ab"]
+    label = unique("label")
+    run_id = client.create_flow_run(flow_id, labels=[label])
+    logging = {"logDriver": "awslogs", "options": {"awslogs-group": "/headwater/tests", "awslogs-region": "us-east-1",
+                                                   "awslogs-stream-prefix": label}}  # fmt: skip
+    container = {"memory": 512, "logConfiguration": logging}
+    agent = fargate_agent(cloud, server, labels=[label], task_role_arn=roles[0], execution_role_arn=roles[1],
+                          task_definition_kwargs={"containerDefinitions": [container]},
+                          env_vars={"STANDIN_PRINT": "loading the warehouse failed: disk full", "STANDIN_EXIT": "3"})
+    with running(agent):
+        run = client.wait_for_flow_run(run_id, timeout=60)
+    assert run.state == "Failed"
+    message = run.state_message or ""
+    assert "exited with code 3" in message and "its last log lines:\nloading the warehouse failed: disk full" in message
+    definition = cloud.client("ecs").describe_task_definition(taskDefinition=task_of(cloud, run_id).task_definition_arn)
+    assert definition["taskDefinition"]["taskRoleArn"] == roles[0]
+    assert definition["taskDefinition"]["executionRoleArn"] == roles[1]
+
+
 def test_a_task_that_cannot_pull_its_image_fails_the_run_with_the_stop_reason(
     cloud: Any, server: ServerProcess, client: Client, project: str  # noqa: F811
 ) -> None:

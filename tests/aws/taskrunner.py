@@ -10,9 +10,11 @@ second and does what ECS does with a task:
   the host network, with the folders in ``binds`` mounted at the same path (an EFS volume);
   a test may make a task fail to start with another reason (:attr:`TaskRunner.refuse`, e.g.
   an ENI that was never provisioned);
-- a container that exits: the task STOPPED, ``EssentialContainerExited``, the container's
-  exit code (and ``OutOfMemoryError: …`` when a test asked for that task, :meth:`TaskRunner.oom`,
-  since this machine's cgroups can't be made to kill for memory);
+- a container that exits: its output goes to CloudWatch Logs when its definition logs with
+  ``awslogs`` (stream ``<prefix>/<container>/<task id>``), and the task is STOPPED,
+  ``EssentialContainerExited``, the container's exit code (and ``OutOfMemoryError: …`` when
+  a test asked for that task, :meth:`TaskRunner.oom`, since this machine's cgroups can't be
+  made to kill for memory);
 - a task a caller stopped (``stop_task`` sets its desired status): its container is stopped,
   the task STOPPED with ``UserInitiated`` and the caller's reason.
 
@@ -21,9 +23,11 @@ It never connects to an address moto invents for a task or its network interface
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -160,6 +164,7 @@ class TaskRunner:
         if container.status not in ("exited", "dead"):
             return
         code = int(container.attrs["State"].get("ExitCode", -1))
+        self._ship_logs(arn, task, container)
         if task.desired_status == "STOPPED":
             self._stopped(arn, task, "UserInitiated", task.stopped_reason or "Task stopped by user", exit_code=code)
         else:
@@ -169,6 +174,25 @@ class TaskRunner:
             self._stopped(arn, task, "EssentialContainerExited", "Essential container in task exited",
                           exit_code=code, container_reason=reason)  # fmt: skip
         self._remove(running.container_id)
+
+    def _ship_logs(self, arn: str, task: Any, container: Any) -> None:
+        """The container's output into CloudWatch Logs, as the ``awslogs`` driver sends it (when configured)."""
+        definition = self.cloud.ecs_backend.describe_task_definition(task.task_definition_arn)
+        first = definition.container_definitions[0]
+        config = first.get("logConfiguration") or {}
+        options = config.get("options") or {}
+        if config.get("logDriver") != "awslogs" or not options.get("awslogs-stream-prefix"):
+            return
+        group = options["awslogs-group"]
+        stream = f"{options['awslogs-stream-prefix']}/{first['name']}/{arn.rsplit('/', 1)[-1]}"
+        logs = self.cloud.client("logs")
+        with contextlib.suppress(Exception):  # it exists already
+            logs.create_log_group(logGroupName=group)
+        logs.create_log_stream(logGroupName=group, logStreamName=stream)
+        lines = container.logs().decode(errors="replace").splitlines() or ["(no output)"]
+        now = int(time.time() * 1000)
+        logs.put_log_events(logGroupName=group, logStreamName=stream,
+                            logEvents=[{"timestamp": now, "message": line} for line in lines])  # fmt: skip
 
     def _stopped(self, arn: str, task: Any, code: str, reason: str, exit_code: int | None,
                  container_reason: str | None = None) -> None:  # fmt: skip

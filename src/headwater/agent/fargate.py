@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 FLOW_RUN_COMMAND = ("python", "-m", "headwater", "execute", "flow-run")
 #: Seconds all of a run's tasks are seen stopped before the agent judges the run (its last report lands).
 SETTLE = 1.0
+#: Log lines (CloudWatch Logs, for a container logging with ``awslogs``) in a failed run's message.
+LOG_LINES = 20
 #: Seconds a cluster found ACTIVE is taken as ready before it is described again.
 READY_RECHECK = 60.0
 #: Flow versions whose task definition the agent remembers.
@@ -144,8 +146,13 @@ class FargateAgent(Agent):
         self.poll_interval = float(poll_interval)
         #: what ECS calls the agent in ``startedBy`` (letters, digits, -, _ and /; 128 at most).
         self.started_by = ("headwater/" + re.sub(r"[^A-Za-z0-9_/-]", "-", self.name))[:128]
-        self.ecs = make_client("ecs", f"FargateAgent {self.name!r}", aws_access_key_id, aws_secret_access_key,
+        def _make_client(service: str) -> Any:
+            return make_client(service, f"FargateAgent {self.name!r}", aws_access_key_id, aws_secret_access_key,
                                aws_session_token, region_name)  # fmt: skip
+
+        self._make_client = _make_client
+        self.ecs = _make_client("ecs")
+        self._logs: Any = None
         self.region = str(self.ecs.meta.region_name)
         #: HTTP requests sent to ECS (every attempt, retries too), for the benchmark (``bench/fargate_agent.py``).
         self.api_calls = 0
@@ -478,7 +485,27 @@ class FargateAgent(Agent):
         infra.settled = True
         if run.state in HELD:
             state = FlowRunState.CANCELLED if run.state == FlowRunState.CANCELLING else FlowRunState.FAILED
-            self.fail_flow_run(run_id, tasks.stop_message(last), state, run.version)
+            message = tasks.stop_message(last)
+            tail = self._log_tail(last)
+            message += f"; its last log lines:\n{tail}" if tail else ""
+            self.fail_flow_run(run_id, message, state, run.version)
+
+    def _log_tail(self, task: Mapping[str, Any]) -> str:
+        """The last ``LOG_LINES`` lines the task's flow container wrote to CloudWatch Logs (``awslogs``), or ""."""
+        try:
+            described = self.ecs.describe_task_definition(taskDefinition=task["taskDefinitionArn"])["taskDefinition"]
+            container = (task.get("containers") or [{}])[0].get("name") or tasks.FLOW_CONTAINER
+            where = tasks.awslogs_stream(described, container, task["taskArn"])
+            if where is None:
+                return ""
+            if self._logs is None:
+                self._logs = self._make_client("logs")
+            events = self._logs.get_log_events(logGroupName=where[0], logStreamName=where[1], limit=LOG_LINES,
+                                               startFromHead=False)["events"]  # fmt: skip
+        except Exception as exc:
+            logger.debug("agent %r can't read the log of task %s: %s", self.name, task.get("taskArn"), exc)
+            return ""
+        return "\n".join(str(e.get("message", "")).rstrip() for e in events[-LOG_LINES:])
 
     def _found_next_hop(self, run_id: str) -> bool:
         """Whether a running task of this agent's that it doesn't know yet belongs to ``run_id`` (a next hop)."""

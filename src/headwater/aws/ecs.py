@@ -231,3 +231,19 @@ def stop_message(task: Mapping[str, Any], container: str | None = None) -> str:
     if exit_code == 0:
         message += " but left the run unfinished"
     return message
+
+
+def awslogs_stream(definition: Mapping[str, Any], container: str, task_arn: str) -> tuple[str, str] | None:
+    """(log group, log stream) of ``container`` in a task of ``definition`` when it logs with ``awslogs``.
+
+    ECS names the stream ``<awslogs-stream-prefix>/<container>/<task id>``; without a prefix
+    the stream's name is not knowable, and None is returned.
+    """
+    found = next((c for c in definition.get("containerDefinitions") or [] if c.get("name") == container), None)
+    config = (found or {}).get("logConfiguration") or {}
+    options = config.get("options") or {}
+    group, prefix = options.get("awslogs-group"), options.get("awslogs-stream-prefix")
+    if config.get("logDriver") != "awslogs" or not group or not prefix:
+        return None
+    task_id = task_arn.rsplit("/", 1)[-1]
+    return str(group), f"{prefix}/{container}/{task_id}"
