@@ -78,6 +78,7 @@ def test_credentials_are_never_in_the_spec_repr_logs_or_pickle(
     assert SECRET not in caplog.text  # nor in botocore's debug lines (which name the key id, as AWS's own tools do)
     again = cloudpickle.loads(pickled).environment
     assert again.serialize() == env.serialize()
+    assert env.aws_secret_access_key == SECRET and again.aws_secret_access_key is None  # here, not where it runs
 
 
 def test_setup_registers_only_when_no_active_revision_matches(

@@ -125,6 +125,19 @@ class FargateTaskEnvironment(Environment):
     def executor(self) -> Executor | None:
         return self._executor
 
+    @property
+    def aws_access_key_id(self) -> str | None:
+        """The key id given to this object (None in a copy unpickled elsewhere: it never travels)."""
+        return self._credentials["aws_access_key_id"]
+
+    @property
+    def aws_secret_access_key(self) -> str | None:
+        return self._credentials["aws_secret_access_key"]
+
+    @property
+    def aws_session_token(self) -> str | None:
+        return self._credentials["aws_session_token"]
+
     def spec_args(self) -> dict[str, Any]:
         """launch type, region and boto3's arguments; never the credentials."""
         return {
