@@ -7,7 +7,7 @@ server (``moto_server``, real HTTP, in a process of its own, as AWS is) and a he
 runs ``--runs`` flow runs one after another. ECS's side is played here, at once: for each task
 the agent runs, the run is moved to Running then Success through the API (what the flow-run
 process would report) and the task is stopped (``stop_task``), so every run is one that
-succeeds, seen by the agent through its poll of stopped tasks.
+succeeds, seen by the agent through its poll of its running tasks.
 
 - ``claim_to_run_task_ms``: from the agent's claim call returning a run to its ``run_task``
   returning, median and p90. Target ≤ 50 ms median.

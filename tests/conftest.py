@@ -20,7 +20,8 @@ import pytest
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The tests on the Docker engine in xdist groups: on the Kubernetes emulator, on the ECS task runner, the rest.
+    """The tests on the Docker engine in two xdist groups: those on the Kubernetes emulator, and the rest (the
+    ECS task runner's too: they share that worker's engine and the agent tests' image).
 
     ``make test`` runs the suite on two workers (``-n 2 --dist loadgroup``): a group's tests all
     go to one worker, so one Docker engine, registry and set of built images serve them (each
@@ -30,8 +31,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         fixtures = getattr(item, "fixturenames", ())
         if "k8s_cluster" in fixtures or "k8s_target" in fixtures:
             item.add_marker(pytest.mark.xdist_group("kubernetes"))
-        elif "ecs_runner" in fixtures:
-            item.add_marker(pytest.mark.xdist_group("aws"))
         elif "docker_daemon" in fixtures:
             item.add_marker(pytest.mark.xdist_group("docker"))
 

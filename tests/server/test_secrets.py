@@ -184,11 +184,12 @@ def servers(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
         live.stop()
 
 
-def test_another_key_is_a_clear_error_and_the_right_key_reads_again(
+def test_another_key_is_a_clear_error_a_value_set_again_reads_and_the_right_key_reads_again(
     database: str, servers: Callable[..., LiveServer]
 ) -> None:
     first = servers(database, "first")
     assert httpx.put(f"{first.api}/secrets/DB_PASSWORD", json={"value": VALUE}).status_code == 201
+    httpx.put(f"{first.api}/secrets/TOKEN", json={"value": "old"})
     first.stop()
     other_key = Fernet.generate_key().decode()
 
@@ -201,7 +202,11 @@ def test_another_key_is_a_clear_error_and_the_right_key_reads_again(
     assert "start the server with the key the secrets were written with" in detail
     assert "server.secrets_key" in detail and "headwater create secret DB_PASSWORD" in detail
     assert VALUE not in refused.text and other_key not in detail
-    assert [s["name"] for s in httpx.get(f"{other.api}/secrets").json()] == ["DB_PASSWORD"]  # names still list
+    assert [s["name"] for s in httpx.get(f"{other.api}/secrets").json()] == ["DB_PASSWORD", "TOKEN"]  # names list
+    # a value set again under the new key reads
+    assert httpx.get(f"{other.api}/secrets/TOKEN").status_code == 409
+    assert httpx.put(f"{other.api}/secrets/TOKEN", json={"value": VALUE}).status_code == 200
+    assert httpx.get(f"{other.api}/secrets/TOKEN").json()["value"] == VALUE
     other.stop()
 
     old_key = (first.home / "secrets.key").read_text().strip()
@@ -209,18 +214,6 @@ def test_another_key_is_a_clear_error_and_the_right_key_reads_again(
     assert httpx.get(f"{right.api}/secrets/DB_PASSWORD").json()["value"] == VALUE
     assert not (right.home / "secrets.key").exists()  # the setting wins: no key file made
     assert old_key not in right.output()
-
-
-def test_a_value_set_again_under_the_new_key_reads(database: str, servers: Callable[..., LiveServer]) -> None:
-    first = servers(database, "first")
-    httpx.put(f"{first.api}/secrets/TOKEN", json={"value": "old"})
-    first.stop()
-
-    second = servers(database, "second")  # another home: another key file
-    assert httpx.get(f"{second.api}/secrets/TOKEN").status_code == 409
-    assert httpx.put(f"{second.api}/secrets/TOKEN", json={"value": VALUE}).status_code == 200
-
-    assert httpx.get(f"{second.api}/secrets/TOKEN").json()["value"] == VALUE
 
 
 def test_a_damaged_value_is_a_clear_error(server: LiveServer, api: httpx.Client, unique: str) -> None:

@@ -7,8 +7,8 @@ ACTIVE revision already matches it (``headwater.aws.ecs``) and remembered per fl
 steady stream of runs makes one ``run_task`` call each. The task gets the run's variables as
 container overrides, ``startedBy`` naming the agent, and tags naming the run and the agent.
 
-The agent watches its tasks with one ``list_tasks`` of its stopped tasks every
-``poll_interval`` seconds and one ``describe_tasks`` for those newly stopped, and settles a run
+The agent watches its tasks with one ``list_tasks`` of its running tasks every
+``poll_interval`` seconds and one ``describe_tasks`` of those that left that list, and settles a run
 its task left unfinished: a task that failed to start (``CannotPullContainerError``, an ENI that
 was never provisioned), a container killed for memory (exit code 137, ``OutOfMemoryError``), a
 non-zero exit: the run ends Failed with the stop code, reason and exit code. A task started by
@@ -431,7 +431,12 @@ class FargateAgent(Agent):
         return found
 
     def check_deployments(self) -> None:
-        """Every ``poll_interval`` s: describe newly stopped tasks, and settle runs they left unfinished."""
+        """Every ``poll_interval`` s: describe the tasks that left the running list, settle runs they left unfinished.
+
+        One ``list_tasks`` of the agent's running tasks (its pages grow with what runs now, not with
+        the hour of stopped tasks ECS keeps), and one ``describe_tasks`` of the watched ones missing
+        from it; a task just started and not listed yet is described, found running, and kept.
+        """
         with self._lock:
             watched = {arn for infra in self._runs.values() if not infra.settled for arn in infra.tasks}
         now = time.monotonic()
@@ -439,8 +444,8 @@ class FargateAgent(Agent):
             return
         self._last_poll = now
         try:
-            stopped = [arn for arn in self._list("STOPPED") if arn not in self._stopped_seen]
-            described = self._describe([arn for arn in stopped if arn in watched])
+            running = set(self._list("RUNNING"))
+            described = self._describe([arn for arn in watched if arn not in running and arn not in self._stopped_seen])
         except Exception as exc:
             logger.warning("agent %r can't look at its ECS tasks: %s", self.name,
                            explain(exc, f"list and describe tasks in cluster {self.cluster!r}"))  # fmt: skip
