@@ -45,6 +45,7 @@ from headwater.config.settings import AgentSettings
 from headwater.environments import LocalEnvironment
 from headwater.server.process import ServerProcess
 from headwater.storage import Local
+from stats import summary
 
 LABEL = "bench-fargate"
 CLUSTER = "bench"
@@ -55,16 +56,6 @@ AWS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFA
 @task
 def one() -> int:
     return 1
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {"median": round(statistics.median(values), 2), "p90": round(percentile(values, 0.9), 2),
-            "samples": len(values)}  # fmt: skip
 
 
 class MotoProcess:

@@ -48,6 +48,7 @@ from headwater.environments import LocalEnvironment
 from headwater.kube import jobs as manifests
 from headwater.server.process import ServerProcess
 from headwater.storage import Local
+from stats import summary
 
 NAMESPACE = "default"
 LABEL = "bench-k8s"
@@ -56,16 +57,6 @@ LABEL = "bench-k8s"
 @task
 def one() -> int:
     return 1
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {"median": round(statistics.median(values), 2), "p90": round(percentile(values, 0.9), 2),
-            "samples": len(values)}  # fmt: skip
 
 
 def api_for(kubeconfig: Path) -> k8s.ApiClient:

@@ -22,17 +22,18 @@ from headwater.storage.script import extract_flow_from_file
 
 
 class Agents:
-    """Starts ``headwater agent local start`` processes against one server; stops them all."""
+    """Starts ``headwater agent KIND start`` processes (``local`` by default) against one server; stops them all."""
 
-    def __init__(self, server: ServerProcess, home: Path) -> None:
+    def __init__(self, server: ServerProcess, home: Path, kind: str = "local") -> None:
         self.server = server
         self.home = home
+        self.kind = kind
         self.processes: list[subprocess.Popen[bytes]] = []
 
     def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = (self.home / f"agent-{len(self.processes)}.log").open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "headwater", "agent", "local", "start", *args],
+            [sys.executable, "-m", "headwater", "agent", self.kind, "start", *args],
             # A 1 s claim wait: a stopped agent ends its in-flight long-poll (and the test) sooner.
             env={**os.environ, "HEADWATER__HOME": str(self.home), "HEADWATER__API__URL": self.server.url,
                  "HEADWATER__AGENT__CLAIM_WAIT": "1", **(env or {})},

@@ -17,11 +17,6 @@ pushed to the test registry, built on the agent tests' image with boto3 added by
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +29,7 @@ from headwater.client import Client
 from headwater.containers.names import image_reference
 from headwater.storage.script import extract_flow_from_file
 
-from .conftest import finished, wait_for, write_flow
+from .conftest import Agents, finished, wait_for, write_flow
 
 CLUSTER = "acceptance"
 
@@ -89,33 +84,6 @@ with Flow("fargate-sleepy", environment=LocalEnvironment(labels=["fargate"])) as
 """
 
 
-@pytest.fixture
-def fargate_agent(tmp_path: Path) -> Iterator[Any]:
-    """Starts ``headwater agent fargate start`` processes; stops them after."""
-    started: list[tuple[subprocess.Popen[bytes], Path]] = []
-
-    def start(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
-        log = tmp_path / f"fargate-agent-{len(started)}.log"
-        process = subprocess.Popen(
-            [sys.executable, "-m", "headwater", "agent", "fargate", "start", *args],
-            env={**os.environ, **env}, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        started.append((process, log))
-        return process
-
-    start.logs = lambda: "\n".join(log.read_text(errors="replace") for _, log in started)  # type: ignore[attr-defined]
-    yield start
-    for process, _ in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process, _ in started:
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 def task_arns(cloud: Any, run_id: str) -> dict[str, Any]:
     """The run's tasks in moto, by their role tag (``flow-run``, ``next-hop``)."""
     found = {}
@@ -129,7 +97,7 @@ def task_arns(cloud: Any, run_id: str) -> dict[str, Any]:
 @pytest.mark.timeout(600)
 def test_flows_labelled_fargate_run_as_ecs_tasks(
     tmp_path: Path, aws_cloud: Any, aws_env: dict[str, str], ecs_runner: Any, docker_daemon: Any,
-    docker_registry: Any, fargate_agent: Any, settings_env: Any,
+    docker_registry: Any, settings_env: Any,
 ) -> None:  # fmt: skip
     import boto3
     import botocore
@@ -140,6 +108,7 @@ def test_flows_labelled_fargate_run_as_ecs_tasks(
     aws_cloud.create_cluster(CLUSTER)
     server = LiveServer(tmp_path / "home")
     server.start()
+    agents = Agents(server, tmp_path, kind="fargate")
     try:
         settings_env(API__URL=server.url)
         with Client(server.url) as client:
@@ -162,13 +131,12 @@ def test_flows_labelled_fargate_run_as_ecs_tasks(
                 ids[name] = flow.register("aws", build=False)
 
             cloud_env = dict(aws_env)
-            fargate_agent(
-                {"HEADWATER__API__URL": server.url, "HEADWATER__AGENT__CLAIM_WAIT": "1",
-                 "HEADWATER__AGENT__CANCEL_GRACE": "3", **cloud_env},
+            agents.start(
                 "-l", "fargate", "--name", "fargate-e2e", "--cluster", CLUSTER, "--subnet", aws_cloud.subnet,
                 "--security-group", aws_cloud.security_group, "--poll-interval", "1",
                 "--task-definition-kwargs", json.dumps({"containerDefinitions": [{"memory": 512}]}),
                 *[arg for name, value in cloud_env.items() for arg in ("-e", f"{name}={value}")],
+                env={"HEADWATER__AGENT__CANCEL_GRACE": "3", **cloud_env},
             )  # fmt: skip
             runs = {
                 "local": client.create_flow_run(ids["local"]),
@@ -179,7 +147,7 @@ def test_flows_labelled_fargate_run_as_ecs_tasks(
             for what in ("local", "hop"):
                 run = finished(client, runs[what], timeout=180)
                 logs = "\n".join(r.message for r in client.get_flow_run_logs(runs[what]))
-                assert run.state == "Success", f"{what}: {run.state_message}\n{logs}\n{fargate_agent.logs()}"
+                assert run.state == "Success", f"{what}: {run.state_message}\n{logs}\n{agents.logs()}"
                 assert {t.state for t in client.get_task_runs(runs[what])} == {"Success"}
             local_logs = "\n".join(r.message for r in client.get_flow_run_logs(runs["local"]))
             assert "the total in the agent's task is 10" in local_logs
@@ -205,6 +173,7 @@ def test_flows_labelled_fargate_run_as_ecs_tasks(
             wait_for(lambda: task_arns(aws_cloud, runs["cancelled"])["flow-run"].last_status == "STOPPED", 30,
                      "its task stopping")  # fmt: skip
     finally:
+        agents.stop_all()
         server.stop()
 
 
