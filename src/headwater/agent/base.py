@@ -268,6 +268,20 @@ class Agent(abc.ABC):
         """
         return report_state(self.client, flow_run_id, state, message, version=version)
 
+    def cancel_unless_finished(self, flow_run_id: str, message: str) -> None:
+        """After :meth:`stop_flow_run` stopped a run's process: end the run Cancelled with ``message``,
+        unless it ended by itself meanwhile (a failure to read it is only logged)."""
+        from headwater.client.errors import ApiError
+        from headwater.core.run_states import FINISHED
+
+        try:
+            run = self.client.get_flow_run(flow_run_id)
+        except ApiError as exc:
+            logger.warning("can't read flow run %s after stopping it: %s", flow_run_id, exc)
+            return
+        if run.state not in FINISHED:
+            self.fail_flow_run(flow_run_id, message, FlowRunState.CANCELLED, run.version)
+
     def put_back(self, flow_run: FlowRun, reason: str) -> bool:
         """Give a claimed, undeployed run back to the server (Scheduled, for any agent to claim)."""
         message = f"put back by agent {self.name!r}: {reason}"

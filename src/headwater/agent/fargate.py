@@ -546,16 +546,8 @@ class FargateAgent(Agent):
                 self.ecs.stop_task(cluster=self.cluster, task=arn, reason=why)
             except Exception as exc:
                 logger.warning("agent %r: %s", self.name, explain(exc, f"stop task {arn}"))
-        try:
-            run = self.client.get_flow_run(flow_run_id)
-        except ApiError as exc:
-            logger.warning("can't read flow run %s after stopping its tasks: %s", flow_run_id, exc)
-            return
-        if run.state not in FINISHED:
-            self.fail_flow_run(
-                flow_run_id, f"the flow run's ECS task was stopped by agent {self.name!r} {reason} "
-                f"(stop_task: {len(arns)} task(s))", FlowRunState.CANCELLED, run.version,
-            )  # fmt: skip
+        self.cancel_unless_finished(flow_run_id, f"the flow run's ECS task was stopped by agent {self.name!r} "
+                                                 f"{reason} (stop_task: {len(arns)} task(s))")  # fmt: skip
 
     def on_shutdown(self, timeout: float) -> None:
         """Leave the tasks running: they don't need the agent; an agent of the same name finds them again."""

@@ -443,17 +443,8 @@ class KubernetesAgent(Agent):
             infra = self._runs.get(flow_run_id)
             if infra is not None:
                 infra.settled = True
-        try:
-            run = self.client.get_flow_run(flow_run_id)
-        except ApiError as exc:
-            logger.warning("can't read flow run %s after deleting its jobs: %s", flow_run_id, exc)
-            return
-        if run.state not in FINISHED:
-            self.fail_flow_run(
-                flow_run_id, f"the flow run's job was stopped by agent {self.name!r} {reason} (its job and pods "
-                "were deleted)",
-                FlowRunState.CANCELLED, run.version,
-            )  # fmt: skip
+        self.cancel_unless_finished(flow_run_id, f"the flow run's job was stopped by agent {self.name!r} {reason} "
+                                                 "(its job and pods were deleted)")  # fmt: skip
 
     def _delete_jobs(self, flow_run_id: str) -> None:
         with self._lock:

@@ -19,7 +19,6 @@ and ``tests/storage/test_s3.py`` runs it against ``moto_server``.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -169,6 +168,8 @@ class S3(ObjectStorage):
             from botocore.config import Config
             from botocore.exceptions import BotoCoreError
 
+            from headwater.aws.session import model_loader
+
             config = Config(
                 connect_timeout=CONNECT_TIMEOUT,
                 read_timeout=READ_TIMEOUT,
@@ -178,7 +179,7 @@ class S3(ObjectStorage):
                 # A session per storage, as boto3's default one keeps the first credentials and settings it
                 # read for the whole process; the parsed service models are shared (~0.2 s per client).
                 core = botocore.session.Session()
-                core.register_component("data_loader", _model_loader())
+                core.register_component("data_loader", model_loader())
                 session = boto3.session.Session(botocore_session=core)
                 self._client = session.client("s3", config=config, **self.client_options)
             except (BotoCoreError, ValueError) as exc:
@@ -199,14 +200,6 @@ class S3(ObjectStorage):
         except Exception as exc:
             return _code(exc) not in ("404", "NoSuchBucket", "NotFound")  # unknown: don't guess at the bucket
         return True
-
-
-@functools.cache
-def _model_loader() -> Any:
-    """botocore's loader of service models, shared by every S3 storage's session (it caches what it parsed)."""
-    from botocore.loaders import create_loader
-
-    return create_loader()
 
 
 def _code(exc: BaseException) -> str | None:
