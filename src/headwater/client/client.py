@@ -46,6 +46,10 @@ class Client(FlowRunsMixin, SecretsMixin):
         tries: attempts per request on connection errors and 5xx answers.
         backoff: seconds before the first retry, doubled for each next one.
         timeout: seconds to wait for an answer.
+        claim: the claim this client writes under, ``<agent id>:<attempt>`` (sent as the
+            ``Headwater-Claim`` header); default the setting ``context.claim``, which an agent
+            sets for the flow-run processes it starts. The server refuses (409) a run write
+            under a claim that was superseded.
 
     Use it as a context manager, or call :meth:`close`, to release its connections.
     """
@@ -58,16 +62,20 @@ class Client(FlowRunsMixin, SecretsMixin):
         tries: int = 4,
         backoff: float = 0.1,
         timeout: float = 30.0,
+        claim: str | None = None,
     ) -> None:
         if api_url is None or api_token is None:
             from headwater.config import get_settings
 
-            settings = get_settings().api
-            api_url = settings.url if api_url is None else api_url
-            api_token = settings.token if api_token is None else api_token
+            loaded = get_settings()
+            api_url = loaded.api.url if api_url is None else api_url
+            api_token = loaded.api.token if api_token is None else api_token
+            claim = loaded.context.claim if claim is None else claim
         token = api_token.get_secret_value() if isinstance(api_token, SecretStr) else api_token
         self.timeout = timeout
-        self._http = Transport(api_url, token or None, tries=tries, backoff=backoff, timeout=timeout)
+        #: the claim sent with every request, or None.
+        self.claim = claim
+        self._http = Transport(api_url, token or None, tries=tries, backoff=backoff, timeout=timeout, claim=claim)
 
     @property
     def api_url(self) -> str:

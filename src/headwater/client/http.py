@@ -19,6 +19,9 @@ from headwater.client.errors import ApiConnectionError, error_for
 
 API_PREFIX = "/api/v1"
 
+#: The header carrying the claim a flow-run process (or its agent) writes under: ``<agent id>:<attempt>``.
+CLAIM_HEADER = "Headwater-Claim"
+
 #: Transport failures worth another try: the request did not get an answer.
 _RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
@@ -38,10 +41,18 @@ class Transport:
         tries: attempts per request before giving up (at least 1).
         backoff: seconds before the second attempt; doubled each time.
         timeout: seconds to wait for an answer, unless a request says otherwise.
+        claim: ``<agent id>:<attempt>``, sent as the ``Headwater-Claim`` header on every request
+            (a flow-run process writes under the claim its agent deployed it with).
     """
 
     def __init__(
-        self, url: str, token: str | None = None, tries: int = 4, backoff: float = 0.1, timeout: float = 30.0
+        self,
+        url: str,
+        token: str | None = None,
+        tries: int = 4,
+        backoff: float = 0.1,
+        timeout: float = 30.0,
+        claim: str | None = None,
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ValueError(
@@ -54,6 +65,8 @@ class Transport:
         headers = {"User-Agent": "headwater-client"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        if claim:
+            headers[CLAIM_HEADER] = claim
         self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
 
     def close(self) -> None:

@@ -57,6 +57,11 @@ class ApiSettings(BaseModel):
 class ContextSettings(BaseModel):
     flow_run_id: str | None = Field(None, description="The flow run this process runs (set by agents).")
     flow_id: str | None = Field(None, description="The flow version of that run (set by agents).")
+    claim: str | None = Field(
+        None,
+        description="The claim the run was deployed under, '<agent id>:<attempt>' (set by agents): every write "
+        "the flow-run process makes carries it, and the server refuses one whose claim was superseded.",
+    )
     image: str | None = Field(None, description="The image the run uses, where there is one.")
     secrets: dict[str, SecretStr] = Field(
         default_factory=dict, description="Local secret values by name (HEADWATER__CONTEXT__SECRETS__NAME)."

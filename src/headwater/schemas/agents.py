@@ -32,6 +32,14 @@ class ClaimRequest(Model):
     labels: Labels = Field(default_factory=list)
     limit: int = Field(1, ge=1, le=100)
     wait: float = Field(0.0, ge=0, le=300)
+    claim_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="An id the agent makes per claim and sends again when it retries the claim: the retry "
+        "answers the runs the first try took, instead of taking (and stranding) others.",
+    )
 
 
 class ClaimResponse(Model):

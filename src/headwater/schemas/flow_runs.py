@@ -59,6 +59,7 @@ class FlowRun(Model):
     end_time: datetime.datetime | None = None
     heartbeat: datetime.datetime | None = None
     reschedule_count: int = 0
+    attempt: int = Field(0, description="The number of the claim the run is under (each claim adds one).")
 
 
 class FlowRunPage(Model):

@@ -95,6 +95,10 @@ class FlowRunRow(Base):
     end_time: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     heartbeat: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     reschedule_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: the number of the claim the run is under: each claim adds one; writes under an older one are refused.
+    attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: the id the claiming agent sent with that claim: a retried claim answers the same runs.
+    claim_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class FlowRunLabelRow(Base):
@@ -137,6 +141,8 @@ class AgentRow(Base):
     name: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(200))
     labels: Mapped[list[str]] = mapped_column(JSON)
+    #: the identity (``server/identity.py``) of the token that registered it; None when auth is off.
+    owner: Mapped[str | None] = mapped_column(String(250), nullable=True)
     created: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
     last_seen: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
 
@@ -148,6 +154,12 @@ class TokenRow(Base):
     scope: Mapped[str] = mapped_column(String(10))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
+    #: an agent token bound to one agent: the only agent name it may register and act for.
+    agent: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    #: a named pool of agents: every token of the pool acts for every agent of the pool.
+    pool: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    #: when the token stops working (None: never).
+    expires: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class SecretRow(Base):
@@ -159,5 +171,7 @@ class SecretRow(Base):
     ciphertext: Mapped[str] = mapped_column(Text)
     #: which key encrypted it (a fingerprint, not the key), so another key is a clear error.
     key_id: Mapped[str] = mapped_column(String(16))
+    #: project names whose runs' agents may read it; None: any agent token may.
+    projects: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     created: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
     updated: Mapped[datetime.datetime] = mapped_column(UTCDateTime)

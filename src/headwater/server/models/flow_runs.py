@@ -54,6 +54,7 @@ def to_schema(row: FlowRunRow, flow_name: str, project_name: str) -> FlowRun:
         end_time=row.end_time,
         heartbeat=row.heartbeat,
         reschedule_count=row.reschedule_count,
+        attempt=row.attempt,
     )
 
 
@@ -141,6 +142,7 @@ def create_flow_run(session: Session, body: FlowRunCreate) -> FlowRun:
         "created": now,
         "updated": now,
         "reschedule_count": 0,
+        "attempt": 0,
     }
     try:
         # Core inserts on the tables: the ORM's unit of work would double this path's cost
