@@ -132,6 +132,8 @@ class LogRow(Base):
     name: Mapped[str] = mapped_column(String(200))
     message: Mapped[str] = mapped_column(Text)
     task_slug: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    #: the id of the batch it came in (a retried batch is stored once), or None.
+    batch_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class AgentRow(Base):

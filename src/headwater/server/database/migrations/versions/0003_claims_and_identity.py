@@ -8,6 +8,7 @@
 - ``tokens.agent`` / ``tokens.pool`` / ``tokens.expires``: what an agent token is bound
   to, and when it stops working.
 - ``secrets.projects``: the projects whose runs' agents may read the secret (null: any).
+- ``logs.batch_id``: the id a client sends with a log batch, so a retried batch is stored once.
 
 Revision ID: 0003
 Revises: 0002
@@ -39,9 +40,15 @@ def upgrade() -> None:
         batch.add_column(sa.Column("expires", UTCDateTime(), nullable=True))
     with op.batch_alter_table("secrets") as batch:
         batch.add_column(sa.Column("projects", sa.JSON(), nullable=True))
+    with op.batch_alter_table("logs") as batch:
+        batch.add_column(sa.Column("batch_id", sa.String(64), nullable=True))
+    op.create_index("ix_logs_run_batch", "logs", ["flow_run_id", "batch_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_logs_run_batch", "logs")
+    with op.batch_alter_table("logs") as batch:
+        batch.drop_column("batch_id")
     with op.batch_alter_table("secrets") as batch:
         batch.drop_column("projects")
     with op.batch_alter_table("tokens") as batch:
