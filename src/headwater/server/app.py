@@ -84,14 +84,15 @@ def create_app(settings: ServerSettings, home: Path, recovery: bool = True) -> F
     app.state.sessions = sessions
     app.state.notifier = notifier
     app.state.auth = auth_required(settings)
-    app.state.token_cache = {}
     app.state.secret_key = secret_key
     for module in (health, projects, flows, flow_runs, task_runs, logs, agents, work, tokens, secrets):
         app.include_router(module.router, prefix=API_PREFIX)
 
     @app.exception_handler(ApiError)
     def api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail})
+        return JSONResponse(
+            status_code=exc.status_code, content={"detail": exc.detail}, headers=getattr(exc, "headers", None)
+        )
 
     @app.exception_handler(StatementError)
     def data_error(_request: Request, exc: StatementError) -> JSONResponse:
