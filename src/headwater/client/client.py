@@ -25,7 +25,7 @@ from headwater.schemas.common import Health
 from headwater.schemas.flow_runs import FlowRun
 from headwater.schemas.flows import Flow, FlowDetail, FlowMetadata, FlowRegistered
 from headwater.schemas.projects import Project
-from headwater.schemas.tokens import TokenCreated
+from headwater.schemas.tokens import TokenCreated, TokenInfo
 
 if TYPE_CHECKING:
     from headwater.core.flow import Flow as CoreFlow
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 _PROJECTS = TypeAdapter(list[Project])
 _FLOWS = TypeAdapter(list[Flow])
 _AGENTS = TypeAdapter(list[Agent])
+_TOKENS = TypeAdapter(list[TokenInfo])
 
 
 class Client(FlowRunsMixin, SecretsMixin):
@@ -188,9 +189,7 @@ class Client(FlowRunsMixin, SecretsMixin):
         """Every agent, most recently seen first."""
         return _AGENTS.validate_python(self._http.request("GET", "/agents"))
 
-    def claim_flow_runs(
-        self, agent_id: str, labels: Iterable[str], limit: int = 1, wait: float = 0.0
-    ) -> list[FlowRun]:
+    def claim_flow_runs(self, agent_id: str, labels: Iterable[str], limit: int = 1, wait: float = 0.0) -> list[FlowRun]:
         """Claim up to ``limit`` due runs these labels match; they come back Submitted to this agent.
 
         With ``wait`` > 0 the server holds the request until a run is due or
@@ -202,7 +201,27 @@ class Client(FlowRunsMixin, SecretsMixin):
 
     # -- tokens --------------------------------------------------------------------
 
-    def create_token(self, name: str, scope: str) -> TokenCreated:
-        """A new API token (needs an admin token); ``.token`` is shown only this once."""
-        answer = self._http.request("POST", "/tokens", json={"name": name, "scope": scope})
-        return TokenCreated.model_validate(answer)
+    def create_token(
+        self,
+        name: str,
+        scope: str,
+        *,
+        agent: str | None = None,
+        pool: str | None = None,
+        expires_in: float | None = None,
+    ) -> TokenCreated:
+        """A new API token (needs an admin token); ``.token`` is shown only this once.
+
+        An agent token may be bound to one ``agent`` name or to a ``pool`` of agents; it
+        stops working ``expires_in`` seconds from now when given.
+        """
+        body = {"name": name, "scope": scope, "agent": agent, "pool": pool, "expires_in": expires_in}
+        return TokenCreated.model_validate(self._http.request("POST", "/tokens", json=body))
+
+    def list_tokens(self) -> list[TokenInfo]:
+        """Every token's id, name, scope, binding and expiry (needs an admin token; never the token itself)."""
+        return _TOKENS.validate_python(self._http.request("GET", "/tokens"))
+
+    def revoke_token(self, token_id: str) -> None:
+        """Revoke a token by id: refused from the next request on (needs an admin token)."""
+        self._http.request("DELETE", f"/tokens/{segment(token_id)}")

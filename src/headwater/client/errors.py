@@ -63,6 +63,11 @@ class ConflictError(ClientError):
     """HTTP 409: a duplicate name, a forbidden state change, or a stale ``version``."""
 
 
+class ClaimSupersededError(ConflictError):
+    """HTTP 409 with ``Headwater-Error: claim-superseded``: the run was taken from the claim this write
+    carried (e.g. recovery rescheduled it and another agent holds it now). Stop working on the run."""
+
+
 class TooLargeError(ClientError):
     """HTTP 413: the request is too big (e.g. a log batch past ``server.max_log_batch``)."""
 
@@ -92,8 +97,14 @@ _BY_STATUS: dict[int, type[ClientError]] = {
 }
 
 
-def error_for(status_code: int, detail: Any, method: str, path: str) -> ApiError:
-    """The error for a failed answer of this status."""
+#: The ``Headwater-Error`` answer header's value for a superseded claim (``server/identity.py``).
+SUPERSEDED = "claim-superseded"
+
+
+def error_for(status_code: int, detail: Any, method: str, path: str, code: str | None = None) -> ApiError:
+    """The error for a failed answer of this status (``code``: its ``Headwater-Error`` header, if any)."""
+    if status_code == 409 and code == SUPERSEDED:
+        return ClaimSupersededError(status_code, detail, method, path)
     if status_code >= 500:
         return ServerError(status_code, detail, method, path)
     return _BY_STATUS.get(status_code, ClientError)(status_code, detail, method, path)

@@ -20,6 +20,8 @@ from headwater.schemas.flow_runs import Explain, FlowRun, FlowRunPage
 from headwater.schemas.logs import LogPage, LogRecord, LogRecordIn
 from headwater.schemas.task_runs import TaskRun, TaskRunUpdate
 
+from headwater.client.http import CLAIM_HEADER
+
 if TYPE_CHECKING:
     from headwater.client.http import Transport
 
@@ -52,6 +54,11 @@ def state_name(state: Any) -> tuple[str, str | None]:
     if isinstance(name, str):
         return name, getattr(state, "message", None)
     raise TypeError(f"a state is a name like 'Running' or a headwater State, not {state!r}")
+
+
+def _claim(claim: str | None) -> dict[str, str] | None:
+    """The header of a write made under ``claim`` (instead of the client's own), or None."""
+    return {CLAIM_HEADER: claim} if claim else None
 
 
 class FlowRunsMixin:
@@ -125,17 +132,25 @@ class FlowRunsMixin:
         return FlowRunPage.model_validate(self._http.request("GET", "/runs", params=params))
 
     def set_flow_run_state(
-        self, flow_run_id: str, state: Any, version: int | None = None, message: str | None = None
+        self,
+        flow_run_id: str,
+        state: Any,
+        version: int | None = None,
+        message: str | None = None,
+        claim: str | None = None,
     ) -> FlowRun:
         """Propose a state (a name, a State or a State class); returns the run as it is now.
 
         ``message`` defaults to the State's message. With ``version`` (the run's
         version as last read) a run changed since is a ConflictError, as is a
-        move the server's rules forbid.
+        move the server's rules forbid. ``claim`` (``<agent id>:<attempt>``) is the
+        claim this write acts under, instead of the client's own: the server refuses the
+        write with ClaimSupersededError once the run was taken from that claim.
         """
         name, state_message = state_name(state)
         body = {"state": name, "message": message if message is not None else state_message, "version": version}
-        return FlowRun.model_validate(self._http.request("POST", f"/runs/{segment(flow_run_id)}/state", json=body))
+        path = f"/runs/{segment(flow_run_id)}/state"
+        return FlowRun.model_validate(self._http.request("POST", path, json=body, headers=_claim(claim)))
 
     def cancel_flow_run(self, flow_run_id: str) -> FlowRun:
         """Cancel: a Scheduled run becomes Cancelled, a Submitted or Running one Cancelling."""
@@ -150,9 +165,7 @@ class FlowRunsMixin:
         answer = self._http.request("GET", f"/runs/{segment(flow_run_id)}/explain")
         return Explain.model_validate(answer).model_dump(mode="json")
 
-    def wait_for_flow_run(
-        self, flow_run_id: str, timeout: float | None = None, poll_interval: float = 0.5
-    ) -> FlowRun:
+    def wait_for_flow_run(self, flow_run_id: str, timeout: float | None = None, poll_interval: float = 0.5) -> FlowRun:
         """Poll until the run is finished (Success, Failed or Cancelled) and return it.
 
         Raises:
@@ -165,9 +178,7 @@ class FlowRunsMixin:
             if run.state in FINISHED:
                 return run
             if deadline is not None and time.monotonic() + delay > deadline:
-                raise TimeoutError(
-                    f"flow run {flow_run_id} ({run.run_name}) is still {run.state} after {timeout}s"
-                )
+                raise TimeoutError(f"flow run {flow_run_id} ({run.run_name}) is still {run.state} after {timeout}s")
             time.sleep(delay)
             delay = min(delay * 2, poll_interval)
 
@@ -186,12 +197,17 @@ class FlowRunsMixin:
         return _TASK_RUNS.validate_python(answer)
 
     def write_logs(
-        self, flow_run_id: str, records: Iterable[LogRecordIn | Mapping[str, Any]], batch_size: int = LOG_PAGE
+        self,
+        flow_run_id: str,
+        records: Iterable[LogRecordIn | Mapping[str, Any]],
+        batch_size: int = LOG_PAGE,
+        claim: str | None = None,
     ) -> int:
         """Append log records (keys as in ``LogRecordIn``; ``timestamp`` defaults to now, ``level`` to INFO).
 
         Sent in batches of ``batch_size`` (the server refuses batches past its
         ``server.max_log_batch`` with TooLargeError). Returns how many were stored.
+        ``claim``: the claim the records are written under, as for :meth:`set_flow_run_state`.
         """
         now = datetime.datetime.now(datetime.UTC)
         rows: list[Any] = []
@@ -202,7 +218,8 @@ class FlowRunsMixin:
         stored = 0
         for start in range(0, len(rows), max(1, batch_size)):
             batch = {"records": rows[start : start + batch_size]}
-            stored += int(self._http.request("POST", f"/runs/{segment(flow_run_id)}/logs", json=batch)["stored"])
+            path = f"/runs/{segment(flow_run_id)}/logs"
+            stored += int(self._http.request("POST", path, json=batch, headers=_claim(claim))["stored"])
         return stored
 
     def read_logs(self, flow_run_id: str, offset: int = 0, limit: int = LOG_PAGE) -> LogPage:

@@ -55,9 +55,7 @@ class Transport:
         claim: str | None = None,
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ValueError(
-                f"the API URL must start with http:// or https://, not {url!r}; set HEADWATER__API__URL"
-            )
+            raise ValueError(f"the API URL must start with http:// or https://, not {url!r}; set HEADWATER__API__URL")
         self.base_url = api_base(url)
         self.tries = max(1, int(tries))
         self.backoff = backoff
@@ -80,6 +78,7 @@ class Transport:
         json: Any = None,
         params: Any = None,
         timeout: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         """Send one request (retrying as the module says) and return the answer's JSON (None if empty).
 
@@ -93,7 +92,7 @@ class Transport:
         for attempt in range(1, self.tries + 1):
             last = attempt == self.tries
             try:
-                response = self._http.request(method, path, json=json, params=params, **extra)
+                response = self._http.request(method, path, json=json, params=params, headers=headers, **extra)
             except _RETRYABLE as exc:
                 if last:
                     raise ApiConnectionError(
@@ -109,7 +108,13 @@ class Transport:
                 if response.status_code < 400:
                     return response.json() if response.content else None
                 if response.status_code < 500 or last:
-                    raise error_for(response.status_code, _detail(response), method, self._prefix + path)
+                    raise error_for(
+                        response.status_code,
+                        _detail(response),
+                        method,
+                        self._prefix + path,
+                        response.headers.get("Headwater-Error"),
+                    )
             time.sleep(delay)
             delay *= 2
         raise AssertionError("unreachable")  # pragma: no cover

@@ -17,7 +17,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, SecretStr, WithJsonSchema, field_serializer
 
-from headwater.schemas.common import Model
+from headwater.schemas.common import Model, Name
 
 #: Longest secret name, in characters.
 MAX_NAME_LENGTH = 100
@@ -68,12 +68,19 @@ class SecretWrite(Model):
     value: Annotated[SecretStr, AfterValidator(_secret_value)] = Field(
         description=f"The secret's value: 1 to {MAX_VALUE_LENGTH} characters, kept encrypted."
     )
+    projects: list[Name] | None = Field(
+        None,
+        max_length=100,
+        description="Project names: an agent token reads the secret only while one of its agents holds a run of "
+        "one of them. Default: any agent token may read it.",
+    )
 
 
 class SecretInfo(Model):
     """A secret without its value: what listing and writing return."""
 
     name: str
+    projects: list[str] | None = None
     created: datetime.datetime
     updated: datetime.datetime
 

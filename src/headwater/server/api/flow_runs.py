@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 from headwater.core.run_states import FlowRunState
 from headwater.schemas.flow_runs import Explain, FlowRun, FlowRunCreate, FlowRunPage, SetState
 from headwater.server.deps import AGENT, USER, db
+from headwater.server.identity import guard_run_write
 from headwater.server.models import flow_runs
 from headwater.server.routing import CheckedRoute
 
@@ -61,8 +62,9 @@ def get_flow_run(flow_run_id: str, request: Request) -> FlowRun:
 
 @router.post("/{flow_run_id}/state", response_model=FlowRun, dependencies=[AGENT])
 def set_flow_run_state(flow_run_id: str, body: SetState, request: Request) -> FlowRun:
-    """Propose a state; 409 when the rules forbid the move or ``version`` is stale."""
+    """Propose a state; 409 when the rules forbid the move, ``version`` is stale or the claim was superseded."""
     with db(request) as session:
+        guard_run_write(session, request, flow_run_id)
         run = flow_runs.set_flow_run_state(session, flow_run_id, body)
         if run.state == FlowRunState.SCHEDULED:
             request.app.state.notifier.notify()
@@ -78,7 +80,9 @@ def cancel_flow_run(flow_run_id: str, request: Request) -> FlowRun:
 
 @router.post("/{flow_run_id}/heartbeat", response_model=FlowRun, dependencies=[AGENT])
 def heartbeat(flow_run_id: str, request: Request) -> FlowRun:
+    """The run's process is alive; 409 (claim-superseded) when it writes under a claim that was taken from it."""
     with db(request) as session:
+        guard_run_write(session, request, flow_run_id)
         return flow_runs.heartbeat(session, flow_run_id)
 
 

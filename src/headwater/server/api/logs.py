@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query, Request
 
 from headwater.schemas.logs import LogBatch, LogPage
 from headwater.server.deps import AGENT, db
+from headwater.server.identity import guard_run_write
 from headwater.server.models import logs
 from headwater.server.routing import CheckedRoute
 
@@ -16,6 +17,7 @@ router = APIRouter(prefix="/runs/{flow_run_id}/logs", tags=["logs"], route_class
 def append_logs(flow_run_id: str, body: LogBatch, request: Request) -> dict[str, int]:
     """Append a batch of records (413 past ``server.max_log_batch``)."""
     with db(request) as session:
+        guard_run_write(session, request, flow_run_id)
         stored = logs.append_logs(session, flow_run_id, body, request.app.state.settings.max_log_batch)
         return {"stored": stored}
 

@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 
 from headwater.schemas.secrets import SecretInfo, SecretName, SecretValue, SecretWrite
 from headwater.server.deps import AGENT, USER, db
+from headwater.server.identity import caller_of
 from headwater.server.models import secrets
 from headwater.server.routing import CheckedRoute
 
@@ -63,8 +64,14 @@ def set_secret(name: SecretName, body: SecretWrite, request: Request, response: 
 
 @router.get("/{name:path}", response_model=SecretValue, dependencies=[AGENT])
 def get_secret(name: SecretName, request: Request) -> SecretValue:
-    """The secret with its value (an agent's token may read it: flow-run processes need it)."""
+    """The secret with its value (an agent's token may read it: flow-run processes need it).
+
+    An agent token reads a secret scoped to projects only while one of its agents holds a run of one of them.
+    """
+    caller = caller_of(request)
     with db(request) as session:
+        if caller.is_agent and caller.identity is not None:
+            secrets.check_reader(session, name, caller.identity)
         return secrets.get_secret(session, name, request.app.state.secret_key)
 
 

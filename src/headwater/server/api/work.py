@@ -11,6 +11,8 @@ from starlette.concurrency import run_in_threadpool
 from headwater.schemas.agents import ClaimRequest, ClaimResponse
 from headwater.schemas.flow_runs import FlowRun
 from headwater.server.deps import AGENT, db
+from headwater.server.errors import Forbidden
+from headwater.server.identity import caller_of, check_agent
 from headwater.server.models import work
 from headwater.server.models.common import utcnow
 from headwater.server.routing import CheckedRoute
@@ -49,6 +51,14 @@ async def claim(body: ClaimRequest, request: Request) -> ClaimResponse:
 
 def _claim_once(request: Request, body: ClaimRequest) -> tuple[list[FlowRun], datetime.datetime | None]:
     """One claim attempt; when it finds nothing, also when the next matching run is due."""
+    caller = caller_of(request)
     with db(request) as session:
-        runs = work.claim(session, body.agent_id, body.labels, body.limit)
+        agent = check_agent(session, caller, body.agent_id)
+        if caller.is_agent and agent is not None and sorted(agent.labels) != body.labels:
+            raise Forbidden(
+                f"agent {agent.name!r} registered with labels {sorted(agent.labels)} and can't claim with "
+                f"{body.labels}: an agent token claims only for the labels its agent registered with; "
+                "register the agent again with the new labels"
+            )
+        runs = work.claim(session, body.agent_id, body.labels, body.limit, body.claim_id)
         return runs, (None if runs else work.next_due(session, body.labels))

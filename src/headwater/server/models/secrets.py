@@ -13,15 +13,16 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from headwater.core.run_states import HELD
 from headwater.schemas.secrets import SecretInfo, SecretValue, SecretWrite
-from headwater.server.database.orm import SecretRow
-from headwater.server.errors import ApiError, Conflict, NotFound
+from headwater.server.database.orm import AgentRow, FlowRow, FlowRunRow, ProjectRow, SecretRow
+from headwater.server.errors import ApiError, Conflict, Forbidden, NotFound
 from headwater.server.models.common import utcnow
 from headwater.server.secret_key import SecretKey, SecretKeyError
 
 
 def _info(row: SecretRow) -> SecretInfo:
-    return SecretInfo(name=row.name, created=row.created, updated=row.updated)
+    return SecretInfo(name=row.name, projects=row.projects, created=row.created, updated=row.updated)
 
 
 def _missing(name: str) -> NotFound:
@@ -33,15 +34,18 @@ def _missing(name: str) -> NotFound:
 def set_secret(session: Session, name: str, body: SecretWrite, key: SecretKey) -> tuple[SecretInfo, bool]:
     """Create or replace the secret ``name``; its info, and whether it was created."""
     ciphertext, key_id = _encrypt(key, body.value.get_secret_value())
+    projects = sorted(set(body.projects)) if body.projects is not None else None
     now = utcnow()
     for _ in range(2):  # a concurrent create of the same name: the second try replaces it
         row = session.get(SecretRow, name)
         created = row is None
         if row is None:
-            row = SecretRow(name=name, ciphertext=ciphertext, key_id=key_id, created=now, updated=now)
+            row = SecretRow(
+                name=name, ciphertext=ciphertext, key_id=key_id, projects=projects, created=now, updated=now
+            )
             session.add(row)
         else:
-            row.ciphertext, row.key_id, row.updated = ciphertext, key_id, now
+            row.ciphertext, row.key_id, row.updated, row.projects = ciphertext, key_id, now, projects
         try:
             session.commit()
         except IntegrityError:
@@ -54,6 +58,27 @@ def set_secret(session: Session, name: str, body: SecretWrite, key: SecretKey) -
 def list_secrets(session: Session) -> list[SecretInfo]:
     """Every secret's name and times, by name; never a value."""
     return [_info(row) for row in session.scalars(select(SecretRow).order_by(SecretRow.name))]
+
+
+def check_reader(session: Session, name: str, identity: str) -> None:
+    """An agent token (``identity``) reads a project-scoped secret only while one of its agents holds a run
+    of one of the secret's projects (Forbidden otherwise; an unscoped secret any agent token reads)."""
+    row = session.get(SecretRow, name)
+    if row is None or row.projects is None:
+        return
+    held = session.scalar(
+        select(FlowRunRow.id)
+        .join(AgentRow, AgentRow.id == FlowRunRow.agent_id)
+        .join(FlowRow, FlowRow.id == FlowRunRow.flow_id)
+        .join(ProjectRow, ProjectRow.id == FlowRow.project_id)
+        .where(AgentRow.owner == identity, FlowRunRow.state.in_(sorted(HELD)), ProjectRow.name.in_(row.projects))
+        .limit(1)
+    )
+    if held is None:
+        raise Forbidden(
+            f"secret {name!r} is scoped to project(s) {', '.join(row.projects)}, and no agent of this token holds a "
+            "run of them now: an agent token reads it only for the runs it holds"
+        )
 
 
 def get_secret(session: Session, name: str, key: SecretKey) -> SecretValue:
@@ -81,7 +106,9 @@ def get_secret(session: Session, name: str, key: SecretKey) -> SecretValue:
             f"the stored value of secret {name!r} is damaged (it fails its integrity check under the right "
             f"key); set it again with `headwater create secret {name}`"
         ) from None
-    return SecretValue(name=row.name, value=SecretStr(value), created=row.created, updated=row.updated)
+    return SecretValue(
+        name=row.name, value=SecretStr(value), projects=row.projects, created=row.created, updated=row.updated
+    )
 
 
 def delete_secret(session: Session, name: str) -> None:

@@ -33,13 +33,37 @@ def label_match(agent_labels: list[str]):  # type: ignore[no-untyped-def]
     return and_(has_labels, ~outside)
 
 
-def claim(session: Session, agent_id: str, labels: list[str], limit: int) -> list[FlowRun]:
-    """Move up to ``limit`` due, matching Scheduled runs to Submitted for this agent; oldest due first."""
+def claim(
+    session: Session, agent_id: str, labels: list[str], limit: int, claim_id: str | None = None
+) -> list[FlowRun]:
+    """Move up to ``limit`` due, matching Scheduled runs to Submitted for this agent; oldest due first.
+
+    Each run claimed gets the next ``attempt`` (its claim number, the fence of every
+    later write). With ``claim_id``, a claim sent again (a retry of one whose answer was
+    lost) answers the runs the first one took, still Submitted to this agent, and takes no
+    others. The answer is read before the commit, so a claim that commits has its answer.
+    """
     agent = get_or_404(session, AgentRow, agent_id, "agent")
     now = utcnow()
     agent.last_seen = now
     if agent.labels != labels:  # explain judges by the labels the agent last claimed with
         agent.labels = list(labels)
+    if claim_id is not None:
+        taken = list(
+            session.scalars(
+                select(FlowRunRow.id)
+                .where(
+                    FlowRunRow.agent_id == agent_id,
+                    FlowRunRow.claim_id == claim_id,
+                    FlowRunRow.state == FlowRunState.SUBMITTED,
+                )
+                .order_by(FlowRunRow.scheduled_start_time, FlowRunRow.created, FlowRunRow.id)
+            )
+        )
+        if taken:
+            again = read_runs(session, taken)
+            session.commit()
+            return again
     candidates = (
         select(FlowRunRow.id)
         .where(FlowRunRow.state == FlowRunState.SCHEDULED, FlowRunRow.scheduled_start_time <= now, label_match(labels))
@@ -49,6 +73,7 @@ def claim(session: Session, agent_id: str, labels: list[str], limit: int) -> lis
     if session.get_bind().dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True, of=FlowRunRow)
     ids = list(session.scalars(candidates))
+    runs: list[FlowRun] = []
     if ids:
         session.execute(
             update(FlowRunRow)
@@ -60,10 +85,14 @@ def claim(session: Session, agent_id: str, labels: list[str], limit: int) -> lis
                 submitted_at=now,
                 updated=now,
                 version=FlowRunRow.version + 1,
-            )
+                attempt=FlowRunRow.attempt + 1,
+                claim_id=claim_id,
+            ),
+            execution_options={"synchronize_session": False},
         )
+        runs = read_runs(session, ids)
     session.commit()
-    return read_runs(session, ids) if ids else []
+    return runs
 
 
 def next_due(session: Session, labels: list[str]) -> datetime.datetime | None:
