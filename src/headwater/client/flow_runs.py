@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic import TypeAdapter
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
+from headwater.client.http import CLAIM_HEADER
 from headwater.core.run_states import FINISHED
 from headwater.schemas.flow_runs import Explain, FlowRun, FlowRunPage
 from headwater.schemas.logs import LogPage, LogRecord, LogRecordIn
 from headwater.schemas.task_runs import TaskRun, TaskRunUpdate
-
-from headwater.client.http import CLAIM_HEADER
 
 if TYPE_CHECKING:
     from headwater.client.http import Transport
