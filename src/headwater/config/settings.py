@@ -159,6 +159,24 @@ class ServerSettings(BaseModel):
         60.0, ge=0, description="Longest a claim call may long-poll; longer requested waits are cut to this."
     )
     max_log_batch: int = Field(1000, ge=1, description="Most log records one request may append (more: 413).")
+    max_request_size: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body in bytes (default 8 MiB); a larger one is refused with 413 before it is "
+        "read past the limit, whether it says its Content-Length or is sent chunked.",
+    )
+    max_parameters_size: int = Field(
+        1024 * 1024,
+        ge=2,
+        description="Largest parameters of one flow run, in bytes of JSON (default 1 MiB); larger ones are 413. "
+        "Pass big data by reference (a path or URL), not as a parameter.",
+    )
+    statement_timeout: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds one SQL statement may run on PostgreSQL before the database cancels it (the request "
+        "then answers 503); 0: no limit. SQLite statements are not limited.",
+    )
     secrets_key: SecretStr | None = Field(
         None,
         description="The Fernet key that encrypts secrets in the database (Fernet.generate_key()); default a key "

@@ -9,15 +9,50 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from headwater.core.labels import MAX_LABEL_LENGTH, check_labels
 
-__all__ = ["MAX_LABEL_LENGTH", "ErrorBody", "Health", "Labels", "Model", "Name", "check_labels", "utcnow"]
+__all__ = [
+    "MAX_INT32",
+    "MAX_LABELS",
+    "MAX_LABEL_LENGTH",
+    "ErrorBody",
+    "Health",
+    "Labels",
+    "Model",
+    "Name",
+    "Timestamp",
+    "check_labels",
+    "utcnow",
+]
+
+#: Most labels one run, flow, agent or claim may have.
+MAX_LABELS = 100
+#: The largest integer an ``Integer`` column holds on every database (PostgreSQL's INTEGER is 32-bit).
+MAX_INT32 = 2**31 - 1
 
 
 def _labels(value: list[str]) -> list[str]:
+    if any("\x00" in label for label in value):
+        raise ValueError("a label must not hold a NUL character")
     return sorted(check_labels(value))
 
 
-#: A set of labels on the wire: the one label rule (``check_labels``), sorted, without repeats.
-Labels = Annotated[list[Annotated[str, Field(max_length=MAX_LABEL_LENGTH)]], AfterValidator(_labels)]
+#: A set of labels on the wire: the one label rule (``check_labels``), sorted, without repeats, at most 100.
+Labels = Annotated[
+    list[Annotated[str, Field(max_length=MAX_LABEL_LENGTH)]], Field(max_length=MAX_LABELS), AfterValidator(_labels)
+]
+
+
+def _utc(value: datetime.datetime) -> datetime.datetime:
+    """``value`` in UTC (naive means UTC): what the database stores, refused when UTC can't hold it."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=datetime.UTC)
+    try:
+        return value.astimezone(datetime.UTC)
+    except OverflowError:
+        raise ValueError(f"{value.isoformat()} is outside the years 1-9999 in UTC") from None
+
+
+#: A point in time on the wire, normalised to UTC (years 1 to 9999 there).
+Timestamp = Annotated[datetime.datetime, AfterValidator(_utc)]
 
 #: A name of a project, flow, agent or token.
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from headwater.core.run_states import FINISHED, FlowRunState
-from headwater.schemas.common import Labels, Model, Name
+from headwater.schemas.common import MAX_INT32, Labels, Model, Name, Timestamp
 
 #: Flow-run states the API knows, in the order a run goes through them; the server's transition
 #: rules are in server/models/transitions.py. FINISHED_STATES: the ones a run never leaves.
@@ -25,7 +25,7 @@ class FlowRunCreate(Model):
     parameters: dict[str, Any] = Field(default_factory=dict)
     labels: Labels | None = Field(None, description="Default: the flow version's labels.")
     idempotency_key: str | None = Field(None, max_length=200)
-    scheduled_start_time: datetime.datetime | None = None
+    scheduled_start_time: Timestamp | None = None
     run_name: str | None = Field(None, max_length=200)
 
     @model_validator(mode="after")
@@ -74,7 +74,7 @@ class SetState(Model):
 
     state: str = Field(min_length=1)
     message: str | None = Field(None, max_length=10_000)
-    version: int | None = Field(None, description="The run's version as last read; stale → 409.")
+    version: int | None = Field(None, ge=0, le=MAX_INT32, description="The run's version as last read; stale → 409.")
 
 
 class ExplainAgent(Model):

@@ -13,10 +13,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from headwater.schemas.common import Labels, Model, Name
+from headwater.schemas.common import MAX_INT32, Labels, Model, Name
 
 #: Bumped when the metadata's shape changes incompatibly.
 METADATA_VERSION = 1
+#: Longest delay or timeout a task may have, in seconds (a year: longer ones overflow the engine's clock).
+MAX_SECONDS = 365 * 24 * 3600.0
 
 
 class TaskMetadata(BaseModel):
@@ -29,12 +31,12 @@ class TaskMetadata(BaseModel):
     type: str = Field(description="Import path of the task's class.")
     function: str | None = Field(None, description="Import path of the function, for @task tasks.")
     tags: list[str] = Field(default_factory=list)
-    max_retries: int = Field(0, ge=0)
-    retry_delay: float = Field(0.0, ge=0, description="Seconds between retries.")
-    timeout: float | None = Field(None, gt=0, description="Seconds an attempt may run.")
+    max_retries: int = Field(0, ge=0, le=MAX_INT32)
+    retry_delay: float = Field(0.0, ge=0, le=MAX_SECONDS, description="Seconds between retries.")
+    timeout: float | None = Field(None, gt=0, le=MAX_SECONDS, description="Seconds an attempt may run.")
     trigger: str = Field("all_successful", description="Trigger name or import path.")
     skip_on_upstream_skip: bool = True
-    nout: int | None = Field(None, ge=1)
+    nout: int | None = Field(None, ge=1, le=MAX_INT32)
     checkpoint: bool | None = None
     constant_args: list[str] = Field(
         default_factory=list, description="Arguments given as constants (values are not sent)."
@@ -66,7 +68,7 @@ class FlowMetadata(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    metadata_version: int = METADATA_VERSION
+    metadata_version: int = Field(METADATA_VERSION, ge=1)
     headwater_version: str
     name: str = Field(min_length=1)
     tasks: list[TaskMetadata]

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import datetime
-
 from pydantic import Field
 
-from headwater.schemas.common import Model
+from headwater.schemas.common import Model, Timestamp
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class LogRecordIn(Model):
-    timestamp: datetime.datetime
+    timestamp: Timestamp
     level: str = Field(pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     message: str = Field(max_length=100_000)
     name: str = Field("headwater", max_length=200)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import sessionmaker
 from headwater import __version__
 from headwater.config.settings import ServerSettings
 from headwater.server.api import agents, flow_runs, flows, health, logs, projects, secrets, task_runs, tokens, work
-from headwater.server.database.engine import create_db_engine, database_url
+from headwater.server.database.engine import create_db_engine, database_trouble, database_url, full_watch
 from headwater.server.database.migrate import upgrade
 from headwater.server.errors import ApiError
 from headwater.server.secret_key import SecretKey
@@ -49,7 +49,7 @@ def create_app(settings: ServerSettings, home: Path, recovery: bool = True) -> F
     """The ASGI app for ``settings``; its database is connected and migrated."""
     secret_key = SecretKey(settings.secrets_key, home)
     secret_key.check()  # a malformed key is a start-up error, not a failed request later
-    engine = create_db_engine(database_url(settings.database_url, home))
+    engine = create_db_engine(database_url(settings.database_url, home), settings.statement_timeout)
     upgrade(engine)
     sessions = sessionmaker(engine, expire_on_commit=False)
     notifier = WorkNotifier()
@@ -96,6 +96,14 @@ def create_app(settings: ServerSettings, home: Path, recovery: bool = True) -> F
 
     @app.exception_handler(StatementError)
     def data_error(_request: Request, exc: StatementError) -> JSONResponse:
+        # a full disk, a statement cancelled by server.statement_timeout, a locked SQLite
+        # database: 503, the client may try again later; /health reports a full database
+        trouble = database_trouble(exc)
+        if trouble is not None:
+            kind, reason = trouble
+            if kind == "full":
+                full_watch(engine).reason = reason
+            return JSONResponse(status_code=503, content={"detail": _trouble_message(kind, reason, settings)})
         # a value the database refuses (e.g. a NUL character on PostgreSQL) is bad input;
         # any other database error is the server's fault and stays a 500
         if isinstance(exc, DBAPIError) and not isinstance(exc, DataError):
@@ -104,3 +112,17 @@ def create_app(settings: ServerSettings, home: Path, recovery: bool = True) -> F
         return JSONResponse(status_code=422, content={"detail": f"a value can't be stored: {reason}"})
 
     return app
+
+def _trouble_message(kind: str, reason: str, settings: ServerSettings) -> str:
+    if kind == "full":
+        return (
+            f"database full: {reason}; nothing of this request was stored. Free space on the disk that holds the "
+            "database (or raise its quota), then try again"
+        )
+    if kind == "cancelled":
+        return (
+            f"the database cancelled the query after {settings.statement_timeout:g}s ({reason}): it ran past "
+            "server.statement_timeout (env HEADWATER__SERVER__STATEMENT_TIMEOUT); narrow the request (fewer filters, "
+            "a smaller page) or try again when the database is less busy"
+        )
+    return f"the database is busy ({reason}); try again in a moment"

@@ -31,6 +31,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
+from fastapi.datastructures import DefaultPlaceholder
 from fastapi.routing import APIRoute
 
 from headwater.server.errors import Invalid, TooLarge
@@ -53,12 +54,15 @@ class CheckedRoute(APIRoute):
         handler = super().get_route_handler()
         allowed = query_names(self.dependant)
         takes_body = self.body_field is not None
+        strict = getattr(self, "strict_content_type", True)
+        # FastAPI reads a body without a Content-Type as JSON only when the route is not strict about it
+        json_without_type = not (strict.value if isinstance(strict, DefaultPlaceholder) else strict)
 
         async def route(request: Request) -> Response:
             if request.scope.get("query_string"):
                 check_query(request, allowed)
             if request.method in _BODY_METHODS:
-                await read_body(request, takes_body)
+                await read_body(request, takes_body, json_without_type)
             return await handler(request)
 
         return route
@@ -80,7 +84,7 @@ def check_query(request: Request, allowed: frozenset[str]) -> None:
 # -- bodies -----------------------------------------------------------------------
 
 
-async def read_body(request: Request, takes_body: bool) -> None:
+async def read_body(request: Request, takes_body: bool, json_without_type: bool = False) -> None:
     """Read the body within ``server.max_request_size``; parse it strictly when the route takes JSON."""
     limit: int = request.app.state.settings.max_request_size
     length = request.headers.get("content-length")
@@ -100,7 +104,7 @@ async def read_body(request: Request, takes_body: bool) -> None:
         chunks.append(chunk)
     body = b"".join(chunks)
     request._body = body  # Starlette's own cache: FastAPI reads it from here
-    if takes_body and body and _is_json(request.headers.get("content-type")):
+    if takes_body and body and _is_json(request.headers.get("content-type"), json_without_type):
         parsed = strict_json(body)
         if parsed is not _UNPARSED:
             request._json = parsed
@@ -114,10 +118,10 @@ def too_large_message(request: Request, size: str, limit: int) -> str:
     )
 
 
-def _is_json(content_type: str | None) -> bool:
+def _is_json(content_type: str | None, json_without_type: bool) -> bool:
     """Whether FastAPI would read a body with this content type as JSON."""
     if not content_type:
-        return True
+        return json_without_type
     message = email.message.Message()
     message["content-type"] = content_type
     subtype = message.get_content_subtype()
@@ -246,7 +250,7 @@ def query_names(dependant: Any) -> frozenset[str]:
 
 def unknown_query_message(unknown: list[str], allowed: frozenset[str], method: str, path: str) -> str:
     """``GET /api/v1/runs has no query parameter 'labels'; did you mean 'labels' → 'label'? (it takes: …)``."""
-    listed = ", ".join(_escaped(name, 60) for name in unknown)
+    listed = ", ".join(repr(name[:60]) for name in unknown)  # repr escapes surrogates: always encodable
     noun = "parameter" if len(unknown) == 1 else "parameters"
     message = f"{method} {path} has no query {noun} {listed}"
     hints = [f"{name!r} → {match[0]!r}" for name in unknown if (match := difflib.get_close_matches(name, allowed, 1))]

@@ -19,7 +19,7 @@ router = APIRouter(prefix="/runs", tags=["flow runs"], route_class=CheckedRoute)
 def create_flow_run(body: FlowRunCreate, request: Request) -> Response:
     """Schedule a run; its labels are the flow version's (copied on), unless given."""
     with db(request) as session:
-        run = flow_runs.create_flow_run(session, body)
+        run = flow_runs.create_flow_run(session, body, request.app.state.settings.max_parameters_size)
     request.app.state.notifier.notify()
     # serialized once here: the hot path of run creation (FastAPI would validate the model again)
     return Response(run.model_dump_json(), status_code=201, media_type="application/json")

@@ -4,11 +4,19 @@ SQLite runs in WAL mode with a busy timeout, and every transaction starts with
 ``BEGIN IMMEDIATE``: writers queue for the one write lock instead of failing
 with "database is locked" when a read snapshot goes stale, which is what makes
 the claim safe under concurrent agents. PostgreSQL uses ``FOR UPDATE SKIP
-LOCKED`` in the claim instead (``server/models/work.py``).
+LOCKED`` in the claim instead (``server/models/work.py``), and every statement
+runs under ``statement_timeout`` (the ``server.statement_timeout`` setting), so a
+query can't run on after its client has gone.
+
+``database_trouble`` tells a full disk or a cancelled statement from other
+database errors (``app.py`` answers them 503); ``FullWatch`` remembers that the
+database said it is full until a write commits again (``api/health.py`` reports it).
 """
 
 from __future__ import annotations
 
+import sqlite3
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +60,12 @@ def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_db_engine(url: str) -> Engine:
+def create_db_engine(url: str, statement_timeout: float = 30.0) -> Engine:
     """An engine for ``url``, checked by connecting once.
+
+    Args:
+        url: a SQLAlchemy URL (``database_url`` makes one).
+        statement_timeout: seconds PostgreSQL lets one statement run before it cancels it (0: no limit).
 
     Raises:
         DatabaseError: the URL is malformed, the SQLite file can't be opened for
@@ -79,15 +91,17 @@ def create_db_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
     elif parsed.get_backend_name() == "postgresql":
-        engine = create_engine(
-            url, pool_size=20, max_overflow=40, pool_pre_ping=True, connect_args={"connect_timeout": 5}
-        )
+        connect_args: dict[str, Any] = {"connect_timeout": 5}
+        if statement_timeout > 0:
+            connect_args["options"] = f"-c statement_timeout={max(int(statement_timeout * 1000), 1)}"
+        engine = create_engine(url, pool_size=20, max_overflow=40, pool_pre_ping=True, connect_args=connect_args)
     else:
         raise DatabaseError(
             f"database {describe(url)}: headwater supports SQLite (sqlite:///file.db) and PostgreSQL "
             "(postgresql://user@host:port/db)"
         )
     check_writable(engine)
+    _WATCHES[engine] = FullWatch(engine)
     return engine
 
 
@@ -114,3 +128,70 @@ def check_writable(engine: Engine) -> None:
         ) from None
     except SQLAlchemyError as exc:
         raise DatabaseError(f"database {describe(str(engine.url))} can't be used: {exc}") from None
+
+
+# -- a full disk, a cancelled statement ---------------------------------------------
+
+#: SQLSTATEs of PostgreSQL: disk_full, and query_canceled (what statement_timeout raises).
+_PG_DISK_FULL = "53100"
+_PG_QUERY_CANCELED = "57014"
+
+
+def database_trouble(exc: BaseException) -> tuple[str, str] | None:
+    """``("full" | "cancelled" | "busy", the database's reason)`` for an error that is not the request's fault.
+
+    None for any other error. ``exc`` is a SQLAlchemy error (its ``orig`` the
+    driver's) or the driver's own.
+    """
+    orig = getattr(exc, "orig", None) or exc
+    reason = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate == _PG_DISK_FULL:
+        return "full", reason
+    if sqlstate == _PG_QUERY_CANCELED:
+        return "cancelled", reason
+    if isinstance(orig, sqlite3.Error):
+        code = getattr(orig, "sqlite_errorcode", None)
+        if code == sqlite3.SQLITE_FULL or "database or disk is full" in reason:
+            return "full", reason
+        if code == sqlite3.SQLITE_BUSY or "database is locked" in reason:
+            return "busy", reason
+    return None
+
+
+class FullWatch:
+    """Whether the database last said it is full; cleared when a write commits again.
+
+    The API's error handler sets ``reason``; an INSERT, UPDATE or DELETE whose
+    transaction then commits clears it (the commit event fires before the commit
+    itself, so a commit that fails sets it again through the handler).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.reason: str | None = None
+        event.listen(engine, "after_cursor_execute", self._executed)
+        event.listen(engine, "commit", self._committed)
+        event.listen(engine, "rollback", self._rolled_back)
+
+    def _executed(self, conn: Any, _cursor: Any, _statement: str, _params: Any, context: Any, _many: bool) -> None:
+        wrote = context is not None and (context.isinsert or context.isupdate or context.isdelete)
+        if self.reason is not None and wrote:
+            conn.info["headwater_wrote"] = True
+
+    def _committed(self, conn: Any) -> None:
+        if conn.info.pop("headwater_wrote", False):
+            self.reason = None
+
+    def _rolled_back(self, conn: Any) -> None:
+        conn.info.pop("headwater_wrote", None)
+
+
+_WATCHES: weakref.WeakKeyDictionary[Engine, FullWatch] = weakref.WeakKeyDictionary()
+
+
+def full_watch(engine: Engine) -> FullWatch:
+    """The ``FullWatch`` of an engine ``create_db_engine`` made (made now for any other)."""
+    watch = _WATCHES.get(engine)
+    if watch is None:
+        watch = _WATCHES[engine] = FullWatch(engine)
+    return watch

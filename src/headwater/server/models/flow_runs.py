@@ -7,6 +7,7 @@ state changes in ``transitions.py``.
 from __future__ import annotations
 
 import datetime
+import json
 from typing import Any, cast
 
 from sqlalchemy import Select, Table, func, insert, select
@@ -23,13 +24,18 @@ from headwater.schemas.flow_runs import (
     SetState,
 )
 from headwater.server.database.orm import AgentRow, FlowRow, FlowRunLabelRow, FlowRunRow, LogRow, ProjectRow
-from headwater.server.errors import Conflict, Invalid, NotFound
+from headwater.server.errors import Conflict, Invalid, NotFound, TooLarge
 from headwater.server.models.common import get_or_404, new_id, utcnow
 from headwater.server.models.flows import latest_flow
 from headwater.server.models.transitions import cancel_target, check_transition
 
 FLOW_RUNS = cast(Table, FlowRunRow.__table__)
 FLOW_RUN_LABELS = cast(Table, FlowRunLabelRow.__table__)
+
+#: Most ``label`` filters one ``GET /runs`` may give.
+MAX_LABEL_FILTERS = 20
+#: Default of the ``server.max_parameters_size`` setting, in bytes of JSON.
+MAX_PARAMETERS_SIZE = 1024 * 1024
 
 
 def to_schema(row: FlowRunRow, flow_name: str, project_name: str) -> FlowRun:
@@ -115,8 +121,24 @@ def _existing_run(session: Session, flow: Any, key: str) -> FlowRun | None:
     return to_schema(row, flow.name, flow.project_name) if row is not None else None
 
 
-def create_flow_run(session: Session, body: FlowRunCreate) -> FlowRun:
+def check_parameters_size(parameters: dict[str, Any], limit: int) -> None:
+    """TooLarge (413) when the parameters, as JSON, are over ``limit`` bytes."""
+    if not parameters:
+        return
+    size = len(json.dumps(parameters, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+    if size > limit:
+        raise TooLarge(
+            f"the run's parameters are {size:,} bytes of JSON, over the server's limit of {limit:,} bytes (setting "
+            "server.max_parameters_size, env HEADWATER__SERVER__MAX_PARAMETERS_SIZE); pass large data by reference "
+            "(a path or URL) instead"
+        )
+
+
+def create_flow_run(
+    session: Session, body: FlowRunCreate, max_parameters_size: int = MAX_PARAMETERS_SIZE
+) -> FlowRun:
     """A Scheduled run of the flow version, with the version's labels copied on unless given."""
+    check_parameters_size(body.parameters, max_parameters_size)
     flow = _flow_for_run(session, body)
     if flow.archived:
         raise Conflict(f"flow {flow.name!r} version {flow.version} is archived; register it again to run it")
@@ -180,6 +202,13 @@ def list_flow_runs(
     limit: int = 100,
 ) -> FlowRunPage:
     """Runs matching every filter given (each label given must be on the run), newest first."""
+    labels = sorted(set(label or ()))
+    if len(labels) > MAX_LABEL_FILTERS:
+        raise Invalid(
+            f"GET /runs takes at most {MAX_LABEL_FILTERS} label filters, not {len(labels)}; a run has them all, "
+            "so a few of the rarest select as well"
+        )
+    since, until = _utc_filter("since", since), _utc_filter("until", until)
     query = _with_names()
     if state:
         query = query.where(FlowRunRow.state.in_(state))
@@ -189,11 +218,14 @@ def list_flow_runs(
         query = query.where(FlowRow.name == flow_name)
     if project_name is not None:
         query = query.where(ProjectRow.name == project_name)
-    for each in label or ():
+    if labels:  # one grouped subquery, not one EXISTS per label
         query = query.where(
-            select(FlowRunLabelRow.flow_run_id)
-            .where(FlowRunLabelRow.flow_run_id == FlowRunRow.id, FlowRunLabelRow.label == each)
-            .exists()
+            FlowRunRow.id.in_(
+                select(FlowRunLabelRow.flow_run_id)
+                .where(FlowRunLabelRow.label.in_(labels))
+                .group_by(FlowRunLabelRow.flow_run_id)
+                .having(func.count(func.distinct(FlowRunLabelRow.label)) == len(labels))
+            )
         )
     if since is not None:
         query = query.where(FlowRunRow.created >= since)
@@ -204,6 +236,15 @@ def list_flow_runs(
         query.order_by(FlowRunRow.created.desc(), FlowRunRow.id).offset(offset).limit(limit)
     ).tuples()
     return FlowRunPage(flow_runs=[to_schema(r, f, p) for r, f, p in rows], total=total, offset=offset, limit=limit)
+
+
+def _utc_filter(name: str, value: datetime.datetime | None) -> datetime.datetime | None:
+    if value is None or value.tzinfo is None:
+        return value
+    try:
+        return value.astimezone(datetime.UTC)
+    except OverflowError:
+        raise Invalid(f"{name}={value.isoformat()} is outside the years 1-9999 in UTC") from None
 
 
 def _move(row: FlowRunRow, state: str, message: str | None, now: datetime.datetime) -> None:
@@ -246,8 +287,16 @@ def cancel_flow_run(session: Session, flow_run_id: str) -> FlowRun:
 
 
 def heartbeat(session: Session, flow_run_id: str) -> FlowRun:
-    """Record that the run's process is alive; the answer tells it its current state."""
+    """Record that the run's process is alive; the answer tells it its current state.
+
+    Conflict (409) for a finished run: nothing is alive in it any more.
+    """
     row = get_or_404(session, FlowRunRow, flow_run_id, "flow run")
+    if row.state in FINISHED:
+        raise Conflict(
+            f"flow run {flow_run_id} is {row.state} ({row.state_message or 'no message'}): a finished run takes no "
+            "heartbeats; its process should stop"
+        )
     row.heartbeat = utcnow()
     session.commit()
     return get_flow_run(session, flow_run_id)

@@ -47,8 +47,15 @@ def _flow(row: FlowRow, project_name: str) -> Flow:
 
 
 def register_flow(session: Session, body: FlowCreate) -> FlowRegistered:
-    """Store a new version of the flow, or return the version with identical metadata."""
+    """Store a new version of the flow, or return the version with identical metadata.
+
+    Registrations into one project are serialized (on PostgreSQL by locking the
+    project's row; SQLite serializes every write transaction), so two identical
+    registrations at once make one version, not two.
+    """
     project = project_by_name(session, body.project_name)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(ProjectRow.id).where(ProjectRow.id == project.id).with_for_update())
     metadata = body.metadata.model_dump(mode="json")
     labels = sorted(set(metadata["labels"]) | set(body.labels))
     metadata["labels"] = labels

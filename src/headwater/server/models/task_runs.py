@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from headwater.schemas.task_runs import TaskRun, TaskRunBatch
+from headwater.core.run_states import FINISHED
+from headwater.schemas.task_runs import TaskRun, TaskRunBatch, TaskRunUpdate
 from headwater.server.database.orm import FlowRunRow, TaskRunRow
+from headwater.server.errors import Conflict
 from headwater.server.models.common import get_or_404, new_id, utcnow
 
 
@@ -25,9 +28,33 @@ def _task_run(row: TaskRunRow) -> TaskRun:
 
 
 def upsert_task_runs(session: Session, flow_run_id: str, body: TaskRunBatch) -> list[TaskRun]:
-    """Create or update each task run of the batch (matched by slug); the last of a slug wins."""
-    get_or_404(session, FlowRunRow, flow_run_id, "flow run")
+    """Create or update each task run of the batch (matched by slug); the last of a slug wins.
+
+    Conflict (409) when the flow run is finished: its task runs are final. Two
+    batches creating the same task run at once: the one that loses the race on
+    the unique (run, slug) key is applied again, as an update.
+    """
     latest = {update.task_slug: update for update in body.task_runs}
+    for attempt in range(3):
+        try:
+            return _upsert(session, flow_run_id, latest)
+        except IntegrityError:
+            session.rollback()
+            if attempt == 2:
+                raise Conflict(
+                    f"task runs of flow run {flow_run_id} kept being created by another request at the same "
+                    "moment; send the batch again"
+                ) from None
+    raise AssertionError("unreachable")
+
+
+def _upsert(session: Session, flow_run_id: str, latest: dict[str, TaskRunUpdate]) -> list[TaskRun]:
+    run = get_or_404(session, FlowRunRow, flow_run_id, "flow run")
+    if run.state in FINISHED:
+        raise Conflict(
+            f"flow run {flow_run_id} is {run.state} ({run.state_message or 'no message'}): the task runs of a "
+            "finished run are final and take no more states"
+        )
     existing = {
         row.task_slug: row
         for row in session.scalars(
