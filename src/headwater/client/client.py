@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+from uuid import uuid4
 
 from pydantic import SecretStr, TypeAdapter
 
@@ -44,9 +45,14 @@ class Client(FlowRunsMixin, SecretsMixin):
             ``api.url`` (``HEADWATER__API__URL``).
         api_token: the API token; default the setting ``api.token``
             (``HEADWATER__API__TOKEN``). Sent as ``Authorization: Bearer <token>``.
-        tries: attempts per request on connection errors and 5xx answers.
-        backoff: seconds before the first retry, doubled for each next one.
-        timeout: seconds to wait for an answer.
+        tries: tries per request on 5xx answers, dropped connections of writes that are not
+            idempotent, and a server that refuses the first connection.
+        backoff: seconds before the first retry, doubled for each next one (up to a few seconds).
+        timeout: seconds to wait for an answer to each try; default the setting ``api.timeout``
+            (``HEADWATER__API__TIMEOUT``, 30 s).
+        retry_for: seconds in all to keep retrying a GET or an idempotent write the API did not
+            answer in time or could not be reached for (``http.py`` says which); default the
+            setting ``api.retry_for`` (``HEADWATER__API__RETRY_FOR``, 60 s).
         claim: the claim this client writes under, ``<agent id>:<attempt>`` (sent as the
             ``Headwater-Claim`` header); default the setting ``context.claim``, which an agent
             sets for the flow-run processes it starts. The server refuses (409) a run write
@@ -62,21 +68,29 @@ class Client(FlowRunsMixin, SecretsMixin):
         *,
         tries: int = 4,
         backoff: float = 0.1,
-        timeout: float = 30.0,
+        timeout: float | None = None,
         claim: str | None = None,
+        retry_for: float | None = None,
     ) -> None:
-        if api_url is None or api_token is None:
+        if api_url is None or api_token is None or timeout is None or retry_for is None:
             from headwater.config import get_settings
 
             loaded = get_settings()
-            api_url = loaded.api.url if api_url is None else api_url
-            api_token = loaded.api.token if api_token is None else api_token
-            claim = loaded.context.claim if claim is None else claim
+            if api_url is None or api_token is None:
+                api_url = loaded.api.url if api_url is None else api_url
+                api_token = loaded.api.token if api_token is None else api_token
+                claim = loaded.context.claim if claim is None else claim
+            timeout = loaded.api.timeout if timeout is None else timeout
+            retry_for = loaded.api.retry_for if retry_for is None else retry_for
         token = api_token.get_secret_value() if isinstance(api_token, SecretStr) else api_token
         self.timeout = timeout
+        #: seconds in all an idempotent request that times out or can't connect is retried.
+        self.retry_for = retry_for
         #: the claim sent with every request, or None.
         self.claim = claim
-        self._http = Transport(api_url, token or None, tries=tries, backoff=backoff, timeout=timeout, claim=claim)
+        self._http = Transport(
+            api_url, token or None, tries=tries, backoff=backoff, timeout=timeout, claim=claim, retry_for=retry_for
+        )
 
     @property
     def api_url(self) -> str:
@@ -153,7 +167,8 @@ class Client(FlowRunsMixin, SecretsMixin):
             "labels": list(labels or ()),
             "idempotency_key": idempotency_key,
         }
-        return FlowRegistered.model_validate(self._http.request("POST", "/flows", json=body))
+        answer = self._http.request("POST", "/flows", json=body, idempotent=idempotency_key is not None)
+        return FlowRegistered.model_validate(answer)
 
     def list_flows(
         self, project_name: str | None = None, name: str | None = None, include_archived: bool = False
@@ -183,7 +198,8 @@ class Client(FlowRunsMixin, SecretsMixin):
 
     def agent_heartbeat(self, agent_id: str) -> Agent:
         """Tell the server the agent is alive."""
-        return Agent.model_validate(self._http.request("POST", f"/agents/{segment(agent_id)}/heartbeat"))
+        answer = self._http.request("POST", f"/agents/{segment(agent_id)}/heartbeat", idempotent=True)
+        return Agent.model_validate(answer)
 
     def list_agents(self) -> list[Agent]:
         """Every agent, most recently seen first."""
@@ -193,10 +209,13 @@ class Client(FlowRunsMixin, SecretsMixin):
         """Claim up to ``limit`` due runs these labels match; they come back Submitted to this agent.
 
         With ``wait`` > 0 the server holds the request until a run is due or
-        ``wait`` seconds pass (long-poll), so an empty list means nothing came.
+        ``wait`` seconds pass (long-poll), so an empty list means nothing came. Each call
+        sends a claim id of its own, the same on its retries, so a claim retried after its
+        answer was lost gets the runs the first try took instead of stranding them.
         """
-        body = {"agent_id": agent_id, "labels": list(labels), "limit": limit, "wait": wait}
-        answer = self._http.request("POST", "/work/claim", json=body, timeout=max(self.timeout, wait + 15.0))
+        body = {"agent_id": agent_id, "labels": list(labels), "limit": limit, "wait": wait, "claim_id": uuid4().hex}
+        timeout = max(self.timeout, wait + 15.0)
+        answer = self._http.request("POST", "/work/claim", json=body, timeout=timeout, idempotent=True)
         return ClaimResponse.model_validate(answer).flow_runs
 
     # -- tokens --------------------------------------------------------------------

@@ -3,7 +3,7 @@
 ``http.py`` picks the class from the HTTP status (:func:`error_for`). Every error
 is an :class:`ApiError`; a 4xx is a :class:`ClientError` (the request was
 wrong, so it is never retried); :class:`ApiConnectionError` means the server
-could not be reached at all.
+could not be reached at all, :class:`ApiTimeoutError` that it did not answer in time.
 """
 
 from __future__ import annotations
@@ -12,7 +12,15 @@ from typing import Any
 
 
 class ApiError(Exception):
-    """Any failure talking to the headwater API."""
+    """Any failure talking to the headwater API.
+
+    Attributes:
+        resent: the request was sent again after a try that may have reached the server
+            (a timeout, a dropped connection, a 5xx), so that try may have been applied:
+            a 409 to a versioned write then may mean the write was done.
+    """
+
+    resent: bool = False
 
 
 class ClientError(ApiError):
@@ -84,6 +92,10 @@ class ServerError(ApiError):
 
 class ApiConnectionError(ApiError, ConnectionError):
     """The server could not be reached, after the retries. Also a builtin ``ConnectionError``."""
+
+
+class ApiTimeoutError(ApiConnectionError):
+    """The server did not answer in time, after the retries (``api.timeout`` each, ``api.retry_for`` in all)."""
 
 
 _BY_STATUS: dict[int, type[ClientError]] = {

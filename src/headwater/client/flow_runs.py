@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import time
 import urllib.parse
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 from headwater.client.http import CLAIM_HEADER
 from headwater.core.run_states import FINISHED
 from headwater.schemas.flow_runs import Explain, FlowRun, FlowRunPage
-from headwater.schemas.logs import LogPage, LogRecord, LogRecordIn
+from headwater.schemas.logs import MAX_BATCH_BYTES, LogPage, LogRecord, LogRecordIn, log_batches
 from headwater.schemas.task_runs import TaskRun, TaskRunUpdate
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ class FlowRunsMixin:
             "scheduled_start_time": jsonable(scheduled_start_time, "scheduled_start_time"),
             "run_name": run_name,
         }
-        return str(self._http.request("POST", "/runs", json=body)["id"])
+        return str(self._http.request("POST", "/runs", json=body, idempotent=idempotency_key is not None)["id"])
 
     def get_flow_run(self, flow_run_id: str) -> FlowRun:
         """The run: its state (a name), state_message, labels, parameters, agent_id, version..."""
@@ -149,7 +150,9 @@ class FlowRunsMixin:
         name, state_message = state_name(state)
         body = {"state": name, "message": message if message is not None else state_message, "version": version}
         path = f"/runs/{segment(flow_run_id)}/state"
-        return FlowRun.model_validate(self._http.request("POST", path, json=body, headers=_claim(claim)))
+        # with a version it is idempotent: a second try of an applied write is a 409 (``resent``)
+        answer = self._http.request("POST", path, json=body, headers=_claim(claim), idempotent=version is not None)
+        return FlowRun.model_validate(answer)
 
     def cancel_flow_run(self, flow_run_id: str) -> FlowRun:
         """Cancel: a Scheduled run becomes Cancelled, a Submitted or Running one Cancelling."""
@@ -157,7 +160,8 @@ class FlowRunsMixin:
 
     def heartbeat_flow_run(self, flow_run_id: str) -> FlowRun:
         """Tell the server the run's process is alive; the answer carries its current state."""
-        return FlowRun.model_validate(self._http.request("POST", f"/runs/{segment(flow_run_id)}/heartbeat"))
+        answer = self._http.request("POST", f"/runs/{segment(flow_run_id)}/heartbeat", idempotent=True)
+        return FlowRun.model_validate(answer)
 
     def explain_flow_run(self, flow_run_id: str) -> dict[str, Any]:
         """Which live agents could take the run, and which labels the others lack (``Explain`` as a dict)."""
@@ -192,7 +196,8 @@ class FlowRunsMixin:
     ) -> list[TaskRun]:
         """Create or update task runs by slug, in one request (keys as in ``TaskRunUpdate``)."""
         body = {"task_runs": jsonable(list(updates), "task run updates")}
-        answer = self._http.request("POST", f"/runs/{segment(flow_run_id)}/task_runs", json=body)
+        # an upsert by slug of whole states: sending it twice is sending it once
+        answer = self._http.request("POST", f"/runs/{segment(flow_run_id)}/task_runs", json=body, idempotent=True)
         return _TASK_RUNS.validate_python(answer)
 
     def write_logs(
@@ -201,11 +206,14 @@ class FlowRunsMixin:
         records: Iterable[LogRecordIn | Mapping[str, Any]],
         batch_size: int = LOG_PAGE,
         claim: str | None = None,
+        batch_id: str | None = None,
     ) -> int:
         """Append log records (keys as in ``LogRecordIn``; ``timestamp`` defaults to now, ``level`` to INFO).
 
-        Sent in batches of ``batch_size`` (the server refuses batches past its
-        ``server.max_log_batch`` with TooLargeError). Returns how many were stored.
+        Sent in batches of at most ``batch_size`` records and ``MAX_BATCH_BYTES`` of JSON (the
+        server refuses batches past its ``server.max_log_batch`` with TooLargeError). Each batch
+        carries an id (``batch_id`` when given, which must then fit one batch; else a new one),
+        so a batch retried after its answer was lost is stored once. Returns how many were stored.
         ``claim``: the claim the records are written under, as for :meth:`set_flow_run_state`.
         """
         now = datetime.datetime.now(datetime.UTC)
@@ -214,11 +222,19 @@ class FlowRunsMixin:
             if isinstance(record, Mapping):
                 record = {"timestamp": now, "level": "INFO", **record}
             rows.append(jsonable(record, "log records"))
+        batches = log_batches(rows, max(1, batch_size))
+        if batch_id is not None and len(batches) > 1:
+            raise ValueError(
+                f"batch_id {batch_id!r} names one batch, but these {len(rows)} log records need {len(batches)} "
+                f"(at most {batch_size} records and {MAX_BATCH_BYTES} bytes of JSON each); send fewer, or leave "
+                "batch_id out to have each batch named"
+            )
         stored = 0
-        for start in range(0, len(rows), max(1, batch_size)):
-            batch = {"records": rows[start : start + batch_size]}
-            path = f"/runs/{segment(flow_run_id)}/logs"
-            stored += int(self._http.request("POST", path, json=batch, headers=_claim(claim))["stored"])
+        path = f"/runs/{segment(flow_run_id)}/logs"
+        for batch in batches:
+            body = {"records": batch, "batch_id": batch_id or uuid.uuid4().hex}
+            answer = self._http.request("POST", path, json=body, headers=_claim(claim), idempotent=True)
+            stored += int(answer["stored"])
         return stored
 
     def read_logs(self, flow_run_id: str, offset: int = 0, limit: int = LOG_PAGE) -> LogPage:

@@ -52,6 +52,14 @@ class LoggingSettings(BaseModel):
 class ApiSettings(BaseModel):
     url: str = Field("http://127.0.0.1:4200", description="The headwater API server's URL.")
     token: SecretStr | None = Field(None, description="API token sent as a Bearer token.")
+    timeout: float = Field(30.0, gt=0, description="Seconds the client waits for an answer to one try of a request.")
+    retry_for: float = Field(
+        60.0,
+        ge=0,
+        description="Seconds in all the client keeps trying a request the API did not answer in time or could "
+        "not be reached for (GETs and idempotent writes: state writes with a version, heartbeats, log batches, "
+        "task-run states, claims), with backoff and a warning in the log; then it gives up (0: no such retries).",
+    )
 
 
 class ContextSettings(BaseModel):
@@ -61,6 +69,11 @@ class ContextSettings(BaseModel):
         None,
         description="The claim the run was deployed under, '<agent id>:<attempt>' (set by agents): every write "
         "the flow-run process makes carries it, and the server refuses one whose claim was superseded.",
+    )
+    exit_report: Path | None = Field(
+        None,
+        description="A file the flow-run process writes why it gave up to (the API did not answer, an unexpected "
+        "error), for the agent to put into the run's failure message (set by the LocalAgent).",
     )
     image: str | None = Field(None, description="The image the run uses, where there is one.")
     secrets: dict[str, SecretStr] = Field(
