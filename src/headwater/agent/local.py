@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
 
 #: Seconds a terminated flow-run process gets to exit before it is killed.
 TERMINATE_GRACE = 5.0
+#: Most characters of a process's exit report put into its run's failure message.
+MAX_EXIT_REPORT = 4000
 
 
 def describe_exit(code: int) -> str:
@@ -105,6 +109,7 @@ class LocalAgent(Agent):
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self._processes_lock = threading.Lock()
         self._reap_lock = threading.Lock()
+        self._exit_reports: Path | None = None  # a folder of its own for its processes' exit reports
 
     @classmethod
     def add_cli_arguments(cls, parser: argparse._ActionsContainer) -> None:
@@ -126,6 +131,7 @@ class LocalAgent(Agent):
         dropped = {name for name, value in self.env_vars.items() if value is None}
         env = {name: value for name, value in os.environ.items() if name not in dropped}
         env.update(self.flow_run_env(flow_run))
+        env["HEADWATER__CONTEXT__EXIT_REPORT"] = str(self._exit_report_path(flow_run.id))
         if self.import_paths:
             env["PYTHONPATH"] = os.pathsep.join([*self.import_paths, *filter(None, [env.get("PYTHONPATH")])])
         return env
@@ -194,20 +200,41 @@ class LocalAgent(Agent):
         if run.state in FINISHED:
             logger.info("flow run %s ended %s; its process %s", flow_run_id, run.state, how)
             return True
-        if run.agent_id != self.agent_id or run.state not in HELD:  # recovered meanwhile, maybe another agent's now
+        if not self.holds(run) or run.state not in HELD:  # recovered meanwhile, maybe claimed again since
             logger.info("flow run %s is %s and not this agent's any more; its process %s", flow_run_id, run.state, how)
             return True
         message = f"the flow-run process {how}"
         if run.state == FlowRunState.SUBMITTED and stopping:
             self.put_back(run, f"its process was stopped before it started the run ({message})")
         elif run.state == FlowRunState.CANCELLING:
-            cancelled = f"{message} while the run was cancelling"
+            cancelled = f"{message} while the run was cancelling" + self._exit_report(flow_run_id)
             self.fail_flow_run(flow_run_id, cancelled, FlowRunState.CANCELLED, run.version)
         else:
             if code == 0:
                 message += f" but left the run {run.state}"
+            message += self._exit_report(flow_run_id)  # why the process gave up, in its own words
             self.fail_flow_run(flow_run_id, message, FlowRunState.FAILED, run.version)
         return True
+
+    def _exit_report_path(self, flow_run_id: str) -> Path:
+        """The file the run's process writes why it gave up to (``context.exit_report``), none there yet."""
+        if self._exit_reports is None:
+            self._exit_reports = Path(tempfile.mkdtemp(prefix="headwater-agent-"))
+        path = self._exit_reports / f"{flow_run_id}.txt"
+        path.unlink(missing_ok=True)  # an earlier attempt's, on this agent
+        return path
+
+    def _exit_report(self, flow_run_id: str) -> str:
+        """``": <why the process gave up>"`` from its exit report (then removed), or ``""`` if it wrote none."""
+        if self._exit_reports is None:
+            return ""
+        path = self._exit_reports / f"{flow_run_id}.txt"
+        try:
+            text = path.read_text(errors="replace").strip()[:MAX_EXIT_REPORT]
+            path.unlink()
+        except OSError:
+            return ""
+        return f": {text}" if text else ""
 
     def on_shutdown(self, timeout: float) -> None:
         """Wait up to ``timeout`` s for the flow-run processes, then terminate the rest and settle their runs."""
@@ -229,3 +256,6 @@ class LocalAgent(Agent):
             logger.warning("agent %r stopped the process of flow run %s", self.name, run_id)
             how = self._stopped("as it shut down", process.returncode)
             self._report_exit(run_id, process.returncode, how, stopping=True)
+        if self._exit_reports is not None:
+            shutil.rmtree(self._exit_reports, ignore_errors=True)
+            self._exit_reports = None

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from headwater.core.run_states import FINISHED, FlowRunState
 from headwater.core.state import Cancelled, Failed, State
 from headwater.engine.handlers import CancelRun, StateHandler
-from headwater.engine.heartbeat import RunMonitor
+from headwater.engine.heartbeat import RunMonitor, is_superseded
 from headwater.engine.shipping import (
     MAX_STATE_MESSAGE,
     ApiLogHandler,
@@ -117,6 +117,12 @@ class ApiReporter(TaskReporting):
         connect: how worker processes reach the API (cross-process executors): a picklable
             callable making a client there; without it they report nothing and only the
             final states are sent.
+        claim: the claim the run was deployed under (``<agent id>:<attempt>``): a look at the
+            run that finds it under another claim counts as the claim being superseded.
+        on_superseded: called with the reason once the API says the run was taken from this
+            process's claim (after the reporter stopped every further task and report); the
+            flow-run process stops itself there, so a task of a stale attempt can't overlap
+            the new attempt's.
     """
 
     def __init__(
@@ -130,6 +136,8 @@ class ApiReporter(TaskReporting):
         log_batch_interval: float = 1.0,
         log_level: int = logging.INFO,
         connect: Callable[[], RunApi] | None = None,
+        claim: str | None = None,
+        on_superseded: Callable[[str], None] | None = None,
     ) -> None:
         self.api = api
         self.flow_run_id = flow_run_id
@@ -139,9 +147,18 @@ class ApiReporter(TaskReporting):
         self.taken: tuple[str, str | None] | None = None
         self.log_level = log_level
         self._shipper = Shipper(api, flow_run_id, log_batch_interval)
-        self._monitor = RunMonitor(api, flow_run_id, self._observe, cancel_check_interval, heartbeat_interval)
+        #: why the run was taken from this process's claim, or None.
+        self.superseded: str | None = None
+        self._on_superseded = on_superseded
+        self._monitor = RunMonitor(
+            api, flow_run_id, self._observe, cancel_check_interval, heartbeat_interval,
+            on_superseded=self._superseded, claim=claim,
+        )  # fmt: skip
         self._handler = ApiLogHandler(self._shipper, flow_run_id)
         self._attached: Any = None
+
+    #: why the final state could not be reported, or None.
+    unreported: str | None = None
 
     def __repr__(self) -> str:
         return f"<ApiReporter: flow run {self.flow_run_id}>"
@@ -204,6 +221,22 @@ class ApiReporter(TaskReporting):
             self.taken = (state, message)
             self.cancel(f"the flow run was moved to {state} elsewhere ({message})")
 
+    def _superseded(self, reason: str) -> None:
+        """The run was taken from this process's claim: no task starts and nothing more is reported."""
+        if self.superseded is not None:
+            return
+        self.superseded = reason
+        self.taken = ("taken from this process", reason)
+        self.cancel(f"the flow run was taken from this process ({reason})")
+        if self._on_superseded is not None:
+            self._on_superseded(reason)
+
+    def check_claim(self, timeout: float = 5.0) -> bool:
+        """Ask the API now whether this process still holds the run (waits up to ``timeout`` s); False
+        once it is known to be superseded. A process resumed after being stopped calls this first."""
+        self._monitor.look_now(timeout)
+        return self.superseded is None
+
     def finish(self, state: State) -> State:
         """Send what is queued, then propose the run's final state; returns the state it ended in.
 
@@ -246,13 +279,24 @@ class ApiReporter(TaskReporting):
                 )
                 return state
             except Exception as exc:
-                if getattr(exc, "status_code", None) != 409:
-                    warn(f"can't report the final state {name} of flow run {self.flow_run_id}: {exc}")
+                if is_superseded(exc):
+                    self._superseded(str(exc))
+                    logger.error("the flow run ended %s here, but it was taken from this process; not reporting it",
+                                 name)  # fmt: skip
                     return state
+                if getattr(exc, "status_code", None) != 409:
+                    self.unreported = f"can't report the final state {name} of flow run {self.flow_run_id}: {exc}"
+                    warn(self.unreported)
+                    return state
+                resent = getattr(exc, "resent", False)  # a try before this one may have been applied
             try:
                 run = self.api.get_flow_run(self.flow_run_id)
             except Exception as exc:
-                warn(f"can't read flow run {self.flow_run_id} to report its final state {name}: {exc}")
+                self.unreported = f"can't read flow run {self.flow_run_id} to report its final state {name}: {exc}"
+                warn(self.unreported)
+                return state
+            if resent and run.state == name and run.version == self.version + 1:
+                logger.info("the final state %s was applied by a try whose answer was lost", name)
                 return state
             if run.state in FINISHED or run.state == FlowRunState.SCHEDULED:
                 logger.warning("the flow run is already %s (%s); not reporting %s", run.state, run.state_message, name)

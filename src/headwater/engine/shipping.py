@@ -15,6 +15,7 @@ import logging
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
@@ -26,6 +27,9 @@ logger = logging.getLogger("headwater.reporting")
 MAX_PENDING_LOGS = 20_000
 #: Task-run updates per request.
 TASK_BATCH = 1000
+#: Log records per request (``server.max_log_batch``'s default); requests are also kept
+#: under ``headwater.schemas.logs.MAX_BATCH_BYTES`` of JSON.
+LOG_BATCH = 1000
 #: The API's field limits (``headwater.schemas``): longer values are cut.
 MAX_MESSAGE, MAX_STATE_MESSAGE, MAX_NAME, MAX_SLUG = 100_000, 10_000, 200, 500
 
@@ -48,7 +52,9 @@ class RunApi(Protocol):
 
     def set_task_run_states(self, flow_run_id: str, updates: Iterable[Mapping[str, Any]]) -> Any: ...
 
-    def write_logs(self, flow_run_id: str, records: Iterable[Mapping[str, Any]]) -> int: ...
+    def write_logs(
+        self, flow_run_id: str, records: Iterable[Mapping[str, Any]], *, batch_id: str | None = None
+    ) -> int: ...
 
     def close(self) -> None: ...
 
@@ -88,7 +94,9 @@ class Shipper:
 
     A send that fails for want of the API is kept for the next one; one the API
     refuses (4xx) is dropped. Failures go to stderr and the ``headwater.reporting``
-    logger, never to the caller.
+    logger, never to the caller. Log records go in batches of at most ``LOG_BATCH``
+    records and ``MAX_BATCH_BYTES`` of JSON, each with an id it keeps when it is sent
+    again, so the server stores a batch once however often its answer was lost.
     """
 
     def __init__(self, api: RunApi, flow_run_id: str, interval: float, name: str = "headwater-shipper") -> None:
@@ -101,9 +109,10 @@ class Shipper:
         self._logs: list[dict[str, Any]] = []
         self._dropped = 0
         self._unsent_tasks: dict[str, dict[str, Any]] = {}
-        self._unsent_logs: list[dict[str, Any]] = []
+        self._unsent_logs: list[tuple[str, list[dict[str, Any]]]] = []  # (batch id, records)
         self._attempts: dict[str, int] = {}
         self._failing = False
+        self._unreachable = False  # the last send failed for want of an answer (not a refusal or a 5xx)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
@@ -148,7 +157,8 @@ class Shipper:
             if dropped:
                 logs.append(_dropped_record(dropped))
             ok = self._send_tasks(tasks)
-            return self._send_logs(logs) and ok
+            # the API just could not be reached (after the client's retries): the logs wait for the next flush
+            return self._send_logs(logs, send=ok or not self._unreachable) and ok
 
     def _send_tasks(self, entries: list[TaskEntry]) -> bool:
         updates = self._unsent_tasks
@@ -171,24 +181,26 @@ class Shipper:
                 return False
         return True
 
-    def _send_logs(self, records: list[dict[str, Any]]) -> bool:
-        records = self._unsent_logs + records
-        self._unsent_logs = []
-        if not records:
-            return True
+    def _send_logs(self, records: list[dict[str, Any]], send: bool = True) -> bool:
+        from headwater.schemas.logs import log_batches
+
         for record in records:
             if isinstance(record["timestamp"], float):
                 record["timestamp"] = utc(record["timestamp"])
-        if self._send("log records", self.api.write_logs, records) == RETRY:
-            self._unsent_logs = records[-MAX_PENDING_LOGS:]
-            return False
+        batches = self._unsent_logs + [(uuid.uuid4().hex, batch) for batch in log_batches(records, LOG_BATCH)]
+        self._unsent_logs = []
+        for done, (batch_id, batch) in enumerate(batches):
+            if not send or self._send("log records", self.api.write_logs, batch, batch_id=batch_id) == RETRY:
+                self._unsent_logs = _newest(batches[done:], MAX_PENDING_LOGS)
+                return False
         return True
 
-    def _send(self, what: str, call: Any, payload: list[dict[str, Any]]) -> str:
+    def _send(self, what: str, call: Any, payload: list[dict[str, Any]], **kwargs: Any) -> str:
         """SENT, RETRY (the API could not be reached: keep it) or DROPPED (the API refused it)."""
         try:
-            call(self.flow_run_id, payload)
+            call(self.flow_run_id, payload, **kwargs)
         except Exception as exc:
+            self._unreachable = isinstance(exc, ConnectionError)  # the client's ApiConnectionError is one
             if refused(exc):
                 warn(f"the API refused {len(payload)} {what} of flow run {self.flow_run_id}; dropped: {exc}")
                 return DROPPED
@@ -196,10 +208,23 @@ class Shipper:
                 self._failing = True
                 warn(f"can't send {what} of flow run {self.flow_run_id} (kept, will retry): {exc}")
             return RETRY
+        self._unreachable = False
         if self._failing:
             self._failing = False
             warn(f"sending {what} of flow run {self.flow_run_id} works again")
         return SENT
+
+
+def _newest(batches: list[tuple[str, list[dict[str, Any]]]], limit: int) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The newest whole batches holding at most ``limit`` records in all (what is kept while the API is away)."""
+    kept: list[tuple[str, list[dict[str, Any]]]] = []
+    count = 0
+    for batch in reversed(batches):
+        count += len(batch[1])
+        if count > limit:
+            break
+        kept.append(batch)
+    return kept[::-1]
 
 
 def _dropped_record(count: int) -> dict[str, Any]:

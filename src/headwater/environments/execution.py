@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from headwater.core.run_states import FINISHED, FlowRunState
@@ -43,6 +44,12 @@ MISSING_RUN_ID = (
 )
 
 
+#: Most characters of an exit report (and of the state message written when giving up).
+MAX_EXIT_REPORT = 4000
+#: Seconds a process that gives up keeps trying to write why into its run.
+GIVE_UP_RETRY_FOR = 10.0
+
+
 class ExecutionError(ValueError):
     """The flow-run process can't run its flow run; the message says why and what to do."""
 
@@ -63,8 +70,11 @@ def load_and_run_flow(client: Client | None = None) -> State:
     Raises:
         ExecutionError: no flow-run id, or the run is not one this process can
             run (not claimed by an agent, or already run by another process).
-        headwater.client.ApiError: the run can't be read or moved to Running
+        headwater.client.ClientError: the run can't be read or moved to Running
             (then nothing ran and the run is left as it was).
+        headwater.client.ApiError: the API did not answer (after the client's retries);
+            any other unexpected error too. Before it is raised, :func:`give_up` writes it
+            into the run's log and ends the run Failed, if the API answers now.
     """
     from headwater.config import get_settings
     from headwater.engine.logs import ensure_logging
@@ -74,12 +84,20 @@ def load_and_run_flow(client: Client | None = None) -> State:
     if not flow_run_id:
         raise ExecutionError(MISSING_RUN_ID)
     ensure_logging()  # the headwater console handler, before the run's handler joins it
-    if client is not None:
-        return _run(client, flow_run_id, settings)
-    from headwater.client import Client
+    from headwater.client import ApiError, Client, ClientError
 
-    with Client() as api:
-        return _run(api, flow_run_id, settings)
+    try:
+        if client is not None:
+            return _run(client, flow_run_id, settings)
+        with Client() as api:
+            return _run(api, flow_run_id, settings)
+    except (ExecutionError, ClientError):
+        raise  # not this process's run to run (or the request was wrong): the run is left as it is
+    except Exception as exc:
+        why = str(exc) if isinstance(exc, ApiError) else f"{type(exc).__name__}: {exc}"
+        logger.error("the flow-run process gives up: %s", why, exc_info=not isinstance(exc, ApiError))
+        give_up(flow_run_id, f"the flow-run process gave up: {why}", settings, client)
+        raise
 
 
 def _run(api: Client, flow_run_id: str, settings: Settings) -> State:
@@ -93,6 +111,7 @@ def _run(api: Client, flow_run_id: str, settings: Settings) -> State:
         return started
     runner = settings.runner
     token = settings.api.token
+    claim = getattr(api, "claim", None) or settings.context.claim
     reporter = ApiReporter(
         api,
         run.id,
@@ -101,20 +120,145 @@ def _run(api: Client, flow_run_id: str, settings: Settings) -> State:
         cancel_check_interval=runner.cancel_check_interval,
         log_batch_interval=runner.log_batch_interval,
         log_level=logging.getLevelName(settings.logging.level),
-        connect=functools.partial(Client, api.api_url, token),  # how worker processes make a client
+        # how worker processes make a client: under the same claim
+        connect=functools.partial(Client, api.api_url, token, claim=claim),
+        claim=claim,
+        on_superseded=functools.partial(_superseded, run.id),
     ).start()
+    resumed = _watch_for_resume(reporter)
     try:
         state = _load_and_execute(api, run, reporter, settings)
-        final = reporter.finish(state)
+        final = _finish(reporter, state)
         level = logging.ERROR if final.is_failed() else logging.WARNING if final.is_cancelled() else logging.INFO
         logger.log(level, "flow run %s ended %s: %s", run.run_name, final.name, final.message)
         return final
     except BaseException as exc:  # KeyboardInterrupt, SystemExit: report, then let it go on
         why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        reporter.finish(Failed(f"the flow-run process was interrupted ({why})"))
+        _finish(reporter, Failed(f"the flow-run process was interrupted ({why})"))
         raise
     finally:
+        _stop_watching_for_resume(resumed)
         reporter.close()
+
+
+#: Whether this process stops itself once its claim is superseded (``headwater execute flow-run`` sets it:
+#: the process is the run's own; a caller of load_and_run_flow in its own process only stops the tasks).
+STOP_PROCESS_WHEN_SUPERSEDED = False
+#: The exit code of a flow-run process that stopped because its run was taken from it.
+EXIT_SUPERSEDED = 75
+
+
+def _superseded(flow_run_id: str, reason: str) -> None:
+    """The run was taken from this process's claim (the reporter already stops further tasks and reports).
+
+    A flow-run process of its own stops at once, with the processes it started (its process
+    group, when it leads one): a task of this stale attempt must not run on beside the new one.
+    """
+    import os
+    import signal
+    import sys
+
+    message = f"headwater: flow run {flow_run_id} was taken from this process ({reason}); it stops now"
+    logger.error("%s", message)
+    if not STOP_PROCESS_WHEN_SUPERSEDED:
+        return
+    write_exit_report(message)
+    print(message, file=sys.stderr, flush=True)
+    if os.name == "posix" and os.getpgrp() == os.getpid():
+        os.killpg(os.getpid(), signal.SIGKILL)  # this process and every process it started
+    os._exit(EXIT_SUPERSEDED)
+
+
+def _watch_for_resume(reporter: ApiReporter) -> Any:
+    """In a flow-run process of its own: on SIGCONT (the process was stopped, e.g. its machine froze),
+    ask the API whether the run is still this process's before the task in the main thread goes on.
+
+    The handler runs in the main thread, between the task's own statements, and waits up to
+    a few seconds for the answer; if the run was taken meanwhile, the process stops there.
+    Returns the handler it replaced (for :func:`_stop_watching_for_resume`), or None.
+    """
+    import signal
+    import threading
+
+    if not STOP_PROCESS_WHEN_SUPERSEDED or threading.current_thread() is not threading.main_thread():
+        return None
+    if not hasattr(signal, "SIGCONT"):
+        return None
+
+    def resumed(_signum: int, _frame: object) -> None:
+        logger.warning("the flow-run process was stopped and resumed: checking it still holds the run")
+        reporter.check_claim(timeout=10.0)
+
+    return signal.signal(signal.SIGCONT, resumed)
+
+
+def _stop_watching_for_resume(previous: Any) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGCONT, previous)
+
+
+def _finish(reporter: ApiReporter, state: State) -> State:
+    """``reporter.finish(state)``; when the API took no final state, the exit report says so (the
+    agent puts it into the failure message of the run it finds left unfinished)."""
+    final = reporter.finish(state)
+    if reporter.unreported is not None:
+        write_exit_report(f"the flow run ended {final.name} here, but {reporter.unreported}")
+    return final
+
+
+def write_exit_report(reason: str) -> None:
+    """Write why this flow-run process gave up to the file the setting ``context.exit_report`` names
+    (``HEADWATER__CONTEXT__EXIT_REPORT``, set by the LocalAgent, which puts it into the run's failure
+    message); nothing without it. Never raises."""
+    import os
+
+    from headwater.config import ConfigError, get_settings
+
+    try:
+        path = get_settings().context.exit_report
+    except ConfigError:  # the settings themselves may be why: the variable alone still names the file
+        raw = os.environ.get("HEADWATER__CONTEXT__EXIT_REPORT")
+        path = Path(raw) if raw else None
+    if path is None:
+        return
+    try:
+        Path(path).write_text(reason[:MAX_EXIT_REPORT])
+    except OSError as exc:
+        logger.warning("can't write the exit report %s (%s): %s", path, exc, reason)
+
+
+def give_up(flow_run_id: str, message: str, settings: Settings, client: Client | None = None) -> None:
+    """Write ``message`` into the run's log and, if the run is still Submitted, Running or
+    Cancelling, end it Failed (Cancelled) with it, if the API answers within a few seconds now.
+
+    ``client`` is used when given; else one from the settings that retries for at most
+    ``GIVE_UP_RETRY_FOR`` seconds (the API may be why this process gives up). Never raises.
+    """
+    from headwater.client import Client
+
+    try:
+        api = client or Client(
+            settings.api.url,
+            settings.api.token,
+            timeout=min(settings.api.timeout, GIVE_UP_RETRY_FOR),
+            retry_for=min(settings.api.retry_for, GIVE_UP_RETRY_FOR),
+            claim=settings.context.claim,
+        )
+        try:
+            run = api.get_flow_run(flow_run_id)
+            api.write_logs(flow_run_id, [{"message": message, "level": "ERROR", "name": logger.name}])
+            text = message[:MAX_EXIT_REPORT]
+            if run.state in (FlowRunState.SUBMITTED, FlowRunState.RUNNING):
+                api.set_flow_run_state(flow_run_id, FlowRunState.FAILED, version=run.version, message=text)
+            elif run.state == FlowRunState.CANCELLING:
+                api.set_flow_run_state(flow_run_id, FlowRunState.CANCELLED, version=run.version, message=text)
+        finally:
+            if api is not client:
+                api.close()
+    except Exception as exc:
+        logger.warning("can't write why the flow-run process gave up into flow run %s: %s", flow_run_id, exc)
 
 
 def _start(api: Client, run: FlowRun, second_hop: bool) -> int | State:
@@ -151,8 +295,11 @@ def _start(api: Client, run: FlowRun, second_hop: bool) -> int | State:
             )
         try:
             return api.set_flow_run_state(run.id, FlowRunState.RUNNING, version=run.version).version
-        except ConflictError:  # moved meanwhile (e.g. cancelled): look again
+        except ConflictError as exc:  # moved meanwhile (e.g. cancelled): look again
+            version = run.version
             run = api.get_flow_run(run.id)
+            if exc.resent and run.state == FlowRunState.RUNNING and run.version == version + 1:
+                return run.version  # a try whose answer was lost moved it: this process's own start
     raise ExecutionError(f"flow run {run.id} kept changing while this process tried to start it; it was left as is")
 
 
