@@ -33,7 +33,7 @@ def _flow_run(args: argparse.Namespace) -> int:
     from headwater.environments import execution
     from headwater.environments.execution import load_and_run_flow
 
-    execution.STOP_PROCESS_WHEN_SUPERSEDED = False  # TEMP
+    execution.STOP_PROCESS_WHEN_SUPERSEDED = True  # this process is the run's own
     try:
         state = load_and_run_flow()
     except KeyboardInterrupt:
