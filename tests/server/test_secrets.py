@@ -69,7 +69,7 @@ def test_list_names_and_times_never_values(api: httpx.Client, unique: str) -> No
     assert listed.status_code == 200 and VALUE not in listed.text
     mine = [s for s in listed.json() if s["name"] in names]
     assert [s["name"] for s in mine] == names
-    assert all(set(s) == {"name", "created", "updated"} for s in mine)
+    assert all(set(s) == {"name", "projects", "created", "updated"} for s in mine)
 
 
 def test_delete_then_404(api: httpx.Client, unique: str) -> None:

@@ -21,10 +21,12 @@ import abc
 import argparse
 import logging
 import socket
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from headwater.agent.common import check_env_vars, report_state
+from headwater.agent.common import check_env_vars, claim_of, report_state
 from headwater.agent.health import parse_address
 from headwater.agent.loop import AgentLoop, DeployLater
 from headwater.core.labels import check_labels
@@ -40,6 +42,9 @@ if TYPE_CHECKING:
 __all__ = ["Agent", "DeployLater"]
 
 logger = logging.getLogger("headwater.agent")
+
+#: Claims an agent remembers (the most recent runs it deployed); older ones are forgotten.
+MAX_CLAIMS = 10_000
 
 
 class Agent(abc.ABC):
@@ -107,6 +112,8 @@ class Agent(abc.ABC):
         #: where the health endpoint answers, once started (with ``agent_address``).
         self.health_url: str | None = None
         self._client: Client | None = None
+        self._claims: OrderedDict[str, str] = OrderedDict()  # run id → the claim it was deployed under
+        self._claims_lock = threading.Lock()
         self._loop = AgentLoop(self)
 
     def __repr__(self) -> str:
@@ -203,12 +210,16 @@ class Agent(abc.ABC):
         """The environment variables of ``flow_run``'s process, by name.
 
         ``env_vars`` first (less those set to None), then the ones the flow-run
-        process needs, so those can't be overridden; ``HEADWATER__API__TOKEN`` only
+        process needs, so those can't be overridden (``HEADWATER__CONTEXT__CLAIM``: the
+        claim it runs under, which every write it makes carries); ``HEADWATER__API__TOKEN`` only
         when a token is configured, ``HEADWATER__CONTEXT__IMAGE`` only when ``image`` is given.
         """
         env = {name: value for name, value in self.env_vars.items() if value is not None}
         env["HEADWATER__CONTEXT__FLOW_RUN_ID"] = flow_run.id
         env["HEADWATER__CONTEXT__FLOW_ID"] = flow_run.flow_id
+        claim = claim_of(flow_run)
+        if claim is not None:
+            env["HEADWATER__CONTEXT__CLAIM"] = claim
         env["HEADWATER__API__URL"] = self.api_url
         if self.api_token:
             env["HEADWATER__API__TOKEN"] = self.api_token
@@ -264,9 +275,39 @@ class Agent(abc.ABC):
     ) -> bool:
         """Move a run this agent holds to Failed (or ``state``) with ``message``, also written in the run's log.
 
-        Returns False, after logging why, if the server refused (e.g. the run is finished already).
+        Returns False, after logging why, if the server refused (e.g. the run is finished already, or
+        it was taken from the claim this agent deployed it under).
         """
-        return report_state(self.client, flow_run_id, state, message, version=version)
+        return report_state(self.client, flow_run_id, state, message, version=version, claim=self.claim(flow_run_id))
+
+    def remember_claim(self, flow_run: FlowRun) -> None:
+        """Keep the claim ``flow_run`` is under: the agent's later writes about it carry it (the loop calls this
+        for every run it claims; an agent that adopts runs after a restart may call it for them)."""
+        claim = claim_of(flow_run)
+        if claim is None:
+            return
+        with self._claims_lock:
+            self._claims[flow_run.id] = claim
+            self._claims.move_to_end(flow_run.id)
+            while len(self._claims) > MAX_CLAIMS:
+                self._claims.popitem(last=False)
+
+    def claim(self, flow_run_id: str) -> str | None:
+        """The claim this agent deployed the run under, ``<agent id>:<attempt>``, if it remembers one."""
+        with self._claims_lock:
+            return self._claims.get(flow_run_id)
+
+    def holds(self, flow_run: FlowRun) -> bool:
+        """Whether ``flow_run`` (as just read) is still under the claim this agent deployed it with.
+
+        False once it was rescheduled, or claimed again (by another agent, or by this one again
+        after recovery): the process this agent started for it is then a stale attempt's, and
+        what it did must not be reported about the run.
+        """
+        if flow_run.agent_id != self.agent_id:
+            return False
+        claim = self.claim(flow_run.id)
+        return claim is None or claim == claim_of(flow_run)
 
     def cancel_unless_finished(self, flow_run_id: str, message: str) -> None:
         """After :meth:`stop_flow_run` stopped a run's process: end the run Cancelled with ``message``,
@@ -286,8 +327,9 @@ class Agent(abc.ABC):
         """Give a claimed, undeployed run back to the server (Scheduled, for any agent to claim)."""
         message = f"put back by agent {self.name!r}: {reason}"
         if report_state(
-            self.client, flow_run.id, FlowRunState.SCHEDULED, message, version=flow_run.version, level="INFO"
-        ):
+            self.client, flow_run.id, FlowRunState.SCHEDULED, message, version=flow_run.version, level="INFO",
+            claim=claim_of(flow_run),
+        ):  # fmt: skip
             logger.info("agent %r put back flow run %s: %s", self.name, flow_run.id, reason)
             return True
         return False

@@ -18,6 +18,7 @@ from headwater.client.errors import ApiError
 
 if TYPE_CHECKING:
     from headwater.client import Client
+    from headwater.schemas.flow_runs import FlowRun
 
 logger = logging.getLogger("headwater.agent")
 
@@ -46,28 +47,41 @@ def check_env_vars(env_vars: Mapping[str, str | None] | None) -> dict[str, str |
     return dict(env_vars)
 
 
-def log_to_run(client: Client, flow_run_id: str, level: str, message: str) -> None:
-    """Append one record from ``headwater.agent`` to the run's log; a failure is only logged here."""
+def log_to_run(client: Client, flow_run_id: str, level: str, message: str, claim: str | None = None) -> None:
+    """Append one record from ``headwater.agent`` to the run's log (under ``claim`` when given); a failure
+    is only logged here."""
     try:
-        client.write_logs(flow_run_id, [{"level": level, "message": message, "name": "headwater.agent"}])
+        client.write_logs(flow_run_id, [{"level": level, "message": message, "name": "headwater.agent"}], claim=claim)
     except ApiError as exc:
         logger.warning("could not write to the log of flow run %s: %s", flow_run_id, exc)
 
 
 def report_state(
-    client: Client, flow_run_id: str, state: str, message: str, version: int | None = None, level: str = "ERROR"
+    client: Client,
+    flow_run_id: str,
+    state: str,
+    message: str,
+    version: int | None = None,
+    level: str = "ERROR",
+    claim: str | None = None,
 ) -> bool:
     """Move the run to ``state`` with ``message`` and log the message in the run; False if the server refused.
 
-    With ``version``, a run changed since it was read is left alone.
+    With ``version``, a run changed since it was read is left alone; with ``claim``
+    (``<agent id>:<attempt>``), so is a run taken from that claim since.
     """
     try:
-        client.set_flow_run_state(flow_run_id, state, version=version, message=message)
+        client.set_flow_run_state(flow_run_id, state, version=version, message=message, claim=claim)
     except ApiError as exc:
         logger.warning("could not move flow run %s to %s (%s): %s", flow_run_id, state, message, exc)
         return False
-    log_to_run(client, flow_run_id, level, message)
+    log_to_run(client, flow_run_id, level, message, claim)
     return True
+
+
+def claim_of(flow_run: FlowRun) -> str | None:
+    """The claim a claimed run is under, ``<agent id>:<attempt>``; None for a run no agent holds."""
+    return f"{flow_run.agent_id}:{flow_run.attempt}" if flow_run.agent_id else None
 
 
 def install_stop_signals(handler: Callable[[int, Any], None]) -> dict[int, Any]:

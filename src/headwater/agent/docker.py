@@ -415,7 +415,7 @@ class DockerAgent(Agent):
         except ApiError as exc:
             logger.warning("could not read flow run %s after its container ended: %s", flow_run_id, exc)
             return False
-        if run.agent_id != self.agent_id or run.state not in HELD:
+        if not self.holds(run) or run.state not in HELD:
             logger.info("flow run %s is %s; %s", flow_run_id, run.state, what)  # finished, or not ours now
             return True
         if run.state == FlowRunState.SUBMITTED and stopping:

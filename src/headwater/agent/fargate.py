@@ -478,7 +478,7 @@ class FargateAgent(Agent):
         if now - infra.stopped_since < SETTLE:
             return
         run = self.client.get_flow_run(run_id)
-        if run.state in FINISHED or run.agent_id != self.agent_id:
+        if run.state in FINISHED or not self.holds(run):
             infra.settled = True
             return
         if not infra.looked_for_next_hop and self._found_next_hop(run_id):

@@ -386,7 +386,7 @@ class KubernetesAgent(Agent):
         """
         infra.settled = True
         run = self.client.get_flow_run(run_id)
-        if run.state in FINISHED or run.agent_id != self.agent_id:
+        if run.state in FINISHED or not self.holds(run):
             logger.info("flow run %s is %s and its pods are done", run_id, run.state)
         elif run.state in HELD:
             state = FlowRunState.CANCELLED if run.state == FlowRunState.CANCELLING else FlowRunState.FAILED

@@ -158,6 +158,7 @@ class AgentLoop:
                     agent.put_back(run, "the agent is stopping")
                 break
             for run in runs:
+                agent.remember_claim(run)
                 with self._slots:
                     self.in_flight += 1
                 pool.submit(self._deploy, run)
@@ -273,7 +274,7 @@ class AgentLoop:
         except ApiError as exc:
             logger.warning("agent %r can't look for cancelled runs: %s", agent.name, exc)
             return
-        mine = [r.id for r in runs if r.agent_id == agent.agent_id and r.id in deployed]
+        mine = [r.id for r in runs if r.id in deployed and agent.holds(r)]
         self._cancelling = {run_id: self._cancelling.get(run_id, now) for run_id in mine}
         grace = self.settings.cancel_grace
         for run_id, since in list(self._cancelling.items()):

@@ -75,6 +75,9 @@ class ClaimSupersededError(ConflictError):
     """HTTP 409 with ``Headwater-Error: claim-superseded``: the run was taken from the claim this write
     carried (e.g. recovery rescheduled it and another agent holds it now). Stop working on the run."""
 
+    #: what the engine looks for (``engine/heartbeat.py::is_superseded``): it does not import the client.
+    claim_superseded = True
+
 
 class TooLargeError(ClientError):
     """HTTP 413: the request is too big (e.g. a log batch past ``server.max_log_batch``)."""

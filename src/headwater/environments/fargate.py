@@ -278,6 +278,8 @@ class FargateTaskEnvironment(Environment):
             env["HEADWATER__API__TOKEN"] = settings.api.token.get_secret_value()
         if context.flow_id:
             env["HEADWATER__CONTEXT__FLOW_ID"] = context.flow_id
+        if context.claim:  # the next hop writes under the claim this run was deployed with
+            env["HEADWATER__CONTEXT__CLAIM"] = context.claim
         if context.image:
             env["HEADWATER__CONTEXT__IMAGE"] = context.image
         if given:

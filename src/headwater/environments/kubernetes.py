@@ -119,6 +119,8 @@ class KubernetesJobEnvironment(Environment):
             env["HEADWATER__API__TOKEN"] = settings.api.token.get_secret_value()
         if context.flow_id:
             env["HEADWATER__CONTEXT__FLOW_ID"] = context.flow_id
+        if context.claim:  # the next hop writes under the claim this run was deployed with
+            env["HEADWATER__CONTEXT__CLAIM"] = context.claim
         own_image = (manifests.containers_of(self.job_spec)[0] or {}).get("image")
         image = own_image or context.image
         if image:
