@@ -86,8 +86,8 @@ def token(admin: httpx.Client, name: str, scope: str = "agent", **binding: Any) 
 def test_every_route_answers_each_credential_as_its_scope_says(server: tuple[LiveServer, str]) -> None:
     live, admin_token = server
     with client(live, admin_token) as admin:
-        operations = {(m.upper(), p.removeprefix("/api/v1")) for p, ops in admin.get("/openapi.json").json()["paths"].items()
-                      for m in ops}  # fmt: skip
+        paths = admin.get("/openapi.json").json()["paths"]
+        operations = {(m.upper(), p.removeprefix("/api/v1")) for p, ops in paths.items() for m in ops}
         assert operations == set(SCOPE), "a route was added or removed: give it its scope in SCOPE"
         tokens = {scope: token(admin, f"{scope}-t", scope) for scope in RANK}
         revoked = token(admin, "gone", "admin")
@@ -247,7 +247,8 @@ def test_project_scoped_secrets_are_read_only_for_held_runs(server: tuple[LiveSe
         early = api.get("/secrets/SCOPED")
         assert early.status_code == 403 and "p1" in early.json()["detail"]
         agent_id = api.post("/agents", json={"name": "a", "kind": "t", "labels": ["x"]}).json()["id"]
-        assert [r["id"] for r in api.post("/work/claim", json={"agent_id": agent_id, "labels": ["x"]}).json()["flow_runs"]] == [run]
+        claimed = api.post("/work/claim", json={"agent_id": agent_id, "labels": ["x"]}).json()["flow_runs"]
+        assert [r["id"] for r in claimed] == [run]
         assert api.get("/secrets/SCOPED").json()["value"] == "s3cret"
         assert api.get("/secrets/OTHER").status_code == 403
         assert api.post(f"/runs/{run}/state", json={"state": "Failed"}).status_code == 200
