@@ -8,6 +8,8 @@ All against live server processes on SQLite.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -253,3 +255,29 @@ def test_project_scoped_secrets_are_read_only_for_held_runs(server: tuple[LiveSe
         assert api.get("/secrets/OTHER").status_code == 403
         assert api.post(f"/runs/{run}/state", json={"state": "Failed"}).status_code == 200
         assert api.get("/secrets/SCOPED").status_code == 403  # no longer held
+
+
+def test_the_token_commands(server: tuple[LiveServer, str]) -> None:
+    live, admin_token = server
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {**live.env, "HEADWATER__API__URL": live.url, "HEADWATER__API__TOKEN": admin_token}
+        return subprocess.run([sys.executable, "-m", "headwater.cli", *args], capture_output=True, text=True,
+                              env=env, timeout=60)  # fmt: skip
+
+    made = cli("server", "create-token", "--scope", "agent", "--name", "blue-1", "--pool", "blue",
+               "--expires-in", "30d", "--database", live.database_url)  # fmt: skip
+    assert made.returncode == 0 and made.stdout.startswith("hw_"), made.stderr
+    wrong = cli("server", "create-token", "--scope", "user", "--pool", "blue", "--database", live.database_url)
+    assert wrong.returncode == 2 and "only with scope 'agent'" in wrong.stderr
+    assert cli("token", "create", "--scope", "agent", "--name", "solo", "--agent", "solo").returncode == 0
+    listed = cli("token", "ls")
+    assert listed.returncode == 0, listed.stderr
+    lines = {line.split()[1]: line for line in listed.stdout.splitlines()[1:]}
+    assert "pool blue" in lines["blue-1"] and "agent solo" in lines["solo"] and "never" in lines["solo"]
+    assert made.stdout.strip() not in listed.stdout
+    assert cli("token", "revoke", "blue-1").returncode == 0
+    gone = httpx.get(f"{live.api}/agents", headers={"Authorization": f"Bearer {made.stdout.strip()}"})
+    assert gone.status_code == 401
+    missing = cli("token", "revoke", "nope")
+    assert missing.returncode == 2 and "headwater token ls" in missing.stderr

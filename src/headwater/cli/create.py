@@ -31,6 +31,9 @@ def add_parser(commands: Any) -> None:
     source = secret.add_mutually_exclusive_group()
     source.add_argument("--value", help="the value itself (visible in shell history and process lists)")
     source.add_argument("--from-env", metavar="VAR", help="read the value from the environment variable VAR")
+    secret.add_argument("--project", dest="projects", action="append", default=None, metavar="PROJECT",
+                        help="scope it to a project (repeatable): an agent token reads it only while it holds a "
+                        "run of one of them")  # fmt: skip
     secret.set_defaults(handler=_create_secret)
 
 
@@ -69,6 +72,6 @@ def _create_secret(args: argparse.Namespace) -> int:
             f"secret {args.name!r} needs a value: pass --value, --from-env VAR, or pipe it to standard input"
         )
     with make_client() as client:
-        info = client.set_secret(args.name, value)
+        info = client.set_secret(args.name, value, projects=args.projects)
     print(f"Secret {info.name!r} set (updated {when(info.updated)} UTC)")
     return 0

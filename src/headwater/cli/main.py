@@ -65,11 +65,11 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     api.add_argument("--watch", action="store_true",
                      help="follow states and logs until the run ends; exit 1 unless it ends Success")
     run.set_defaults(handler=_run)
-    from headwater.cli import agent, create, delete, execute, explain, get, logs, quickstart, register, server
+    from headwater.cli import agent, create, delete, execute, explain, get, logs, quickstart, register, server, token
 
     server.add_parser(commands)
     agent.add_parser(commands, argv)
-    for group in (create, delete, register, get, logs, explain, quickstart, execute):
+    for group in (create, delete, register, get, logs, explain, quickstart, execute, token):
         group.add_parser(commands)
     return parser
 

@@ -8,7 +8,8 @@ in reprs or logs by accident.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr, TypeAdapter
 
@@ -26,8 +27,13 @@ class SecretsMixin:
 
     _http: Transport
 
-    def set_secret(self, name: str, value: str | SecretStr) -> SecretInfo:
+    def set_secret(
+        self, name: str, value: str | SecretStr, projects: Iterable[str] | None = None
+    ) -> SecretInfo:
         """Create or replace the secret ``name`` (case-insensitive; kept upper-cased).
+
+        With ``projects``, an agent token reads it only while one of its agents holds a run of
+        one of those projects (``docs/security.md``); without, any agent token may.
 
         Raises:
             ValidationError: the name is not letters, digits and single
@@ -36,7 +42,10 @@ class SecretsMixin:
             AuthError: the token's scope is narrower than user.
         """
         plain = value.get_secret_value() if isinstance(value, SecretStr) else value
-        answer = self._http.request("PUT", f"/secrets/{segment(name)}", json={"value": plain})
+        body: dict[str, Any] = {"value": plain}
+        if projects is not None:
+            body["projects"] = list(projects)
+        answer = self._http.request("PUT", f"/secrets/{segment(name)}", json=body)
         return SecretInfo.model_validate(answer)
 
     def get_secret(self, name: str) -> SecretStr:

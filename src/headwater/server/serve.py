@@ -48,12 +48,21 @@ def serve(settings: ServerSettings, home: Path) -> None:
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
 
 
-def make_token(settings: ServerSettings, home: Path, name: str, scope: str) -> TokenCreated:
-    """Create a token directly in the server's database."""
+def make_token(
+    settings: ServerSettings,
+    home: Path,
+    name: str,
+    scope: str,
+    agent: str | None = None,
+    pool: str | None = None,
+    expires_in: float | None = None,
+) -> TokenCreated:
+    """Create a token directly in the server's database (see ``TokenCreate`` for the binding and expiry)."""
     from headwater.server.models.tokens import create_token
 
+    body = TokenCreate(name=name, scope=scope, agent=agent, pool=pool, expires_in=expires_in)
     app = create_app(settings, home, recovery=False)
     with app.state.sessions() as session:
-        created = create_token(session, TokenCreate(name=name, scope=scope))
+        created = create_token(session, body)
     app.state.engine.dispose()
     return created
