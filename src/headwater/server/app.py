@@ -23,7 +23,7 @@ from headwater.server.database.engine import create_db_engine, database_trouble,
 from headwater.server.database.migrate import upgrade
 from headwater.server.errors import ApiError
 from headwater.server.secret_key import SecretKey
-from headwater.server.services.notifier import WorkNotifier
+from headwater.server.services.notifier import WorkNotifier, peer_channel
 from headwater.server.services.recovery import RecoveryService
 
 API_PREFIX = "/api/v1"
@@ -52,7 +52,7 @@ def create_app(settings: ServerSettings, home: Path, recovery: bool = True) -> F
     engine = create_db_engine(database_url(settings.database_url, home), settings.statement_timeout)
     upgrade(engine)
     sessions = sessionmaker(engine, expire_on_commit=False)
-    notifier = WorkNotifier()
+    notifier = WorkNotifier(peer_channel(engine))  # also wakes claims waiting on other server processes
     service = RecoveryService(sessions, settings, notifier.notify) if recovery else None
 
     @asynccontextmanager
@@ -61,6 +61,7 @@ def create_app(settings: ServerSettings, home: Path, recovery: bool = True) -> F
 
         # long-polling claims each hold a worker thread while they wait
         anyio.to_thread.current_default_thread_limiter().total_tokens = 400
+        notifier.start()
         if service is not None:
             service.start()
         try:
@@ -68,7 +69,7 @@ def create_app(settings: ServerSettings, home: Path, recovery: bool = True) -> F
         finally:
             if service is not None:
                 service.stop()
-            notifier.notify()
+            notifier.stop()
             engine.dispose()
 
     app = FastAPI(

@@ -19,8 +19,10 @@ from headwater.server.routing import CheckedRoute
 
 router = APIRouter(prefix="/work", tags=["work"], route_class=CheckedRoute)
 
-#: Longest sleep between checks while long-polling: covers runs made by another server process.
-RECHECK_SECONDS = 1.0
+#: Longest sleep between checks while long-polling. Runs made through another server process
+#: on the same database wake the wait too (``services/notifier.py``); this only bounds what a
+#: lost notice (e.g. while a PostgreSQL listener reconnects) can cost.
+RECHECK_SECONDS = 5.0
 
 
 @router.post("/claim", response_model=ClaimResponse, dependencies=[AGENT])
