@@ -30,9 +30,13 @@ def sweep(session: Session, timeout: float, max_reschedules: int) -> list[tuple[
     now = utcnow()
     cutoff = now - datetime.timedelta(seconds=timeout)
     last_sign = func.coalesce(FlowRunRow.heartbeat, FlowRunRow.submitted_at, FlowRunRow.updated)
-    lost = session.scalars(
-        select(FlowRunRow).where(FlowRunRow.state.in_(sorted(HELD)), last_sign < cutoff)
-    ).all()
+    query = select(FlowRunRow).where(FlowRunRow.state.in_(sorted(HELD)), last_sign < cutoff)
+    if session.get_bind().dialect.name == "postgresql":
+        # several server processes sweep the same database: each lost run is moved by one sweep
+        # only, and a heartbeat or claim that commits first takes the row out of the sweep
+        # (SQLite needs none of this: its transactions begin IMMEDIATE, one writer at a time)
+        query = query.with_for_update(skip_locked=True)
+    lost = session.scalars(query).all()
     moved: list[tuple[str, str]] = []
     for row in lost:
         seen = row.heartbeat or row.submitted_at or row.updated
