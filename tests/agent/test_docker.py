@@ -96,7 +96,16 @@ def docker(docker_daemon: Any) -> Iterator[Any]:
 
 
 def agent_containers(client: Any) -> list[Any]:
-    return list(client.containers.list(all=True, filters={"label": LABEL_AGENT_NAME}))
+    """The agents' containers; one removed between the listing and its inspection is gone, not an error."""
+    import docker.errors
+
+    found = []
+    for entry in client.api.containers(all=True, filters={"label": LABEL_AGENT_NAME}):
+        try:
+            found.append(client.containers.get(entry["Id"]))
+        except docker.errors.NotFound:
+            continue
+    return found
 
 
 @pytest.fixture(autouse=True)

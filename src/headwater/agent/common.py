@@ -70,12 +70,20 @@ def report_state(
     With ``version``, a run changed since it was read is left alone; with ``claim``
     (``<agent id>:<attempt>``), so is a run taken from that claim since.
     """
+    from headwater.core.run_states import FlowRunState
+
+    releases = state == FlowRunState.SCHEDULED  # a put-back ends the claim: its log line goes first
+    if releases:
+        log_to_run(client, flow_run_id, level, message, claim)
     try:
         client.set_flow_run_state(flow_run_id, state, version=version, message=message, claim=claim)
     except ApiError as exc:
         logger.warning("could not move flow run %s to %s (%s): %s", flow_run_id, state, message, exc)
+        if releases:
+            log_to_run(client, flow_run_id, "WARNING", f"(not put back after all: {exc})", claim)
         return False
-    log_to_run(client, flow_run_id, level, message, claim)
+    if not releases:
+        log_to_run(client, flow_run_id, level, message, claim)
     return True
 
 
