@@ -114,7 +114,7 @@ def test_a_run_whose_api_stays_away_too_long_fails_with_the_cause(
 ) -> None:
     live = live_factory()
     server, client, agents = live
-    agent_api = {"HEADWATER__API__TIMEOUT": "1", "HEADWATER__API__RETRY_FOR": "60"}
+    agent_api = {"HEADWATER__API__TIMEOUT": "1", "HEADWATER__API__RETRY_FOR": "120"}
     # the agent waits for the server to come back; its flow-run process gives up after 2 s
     process_api = ("-e", "HEADWATER__API__TIMEOUT=0.5", "-e", "HEADWATER__API__RETRY_FOR=2")
     run_id = started_run(live, tmp_path, *process_api, env=agent_api)
@@ -125,7 +125,7 @@ def test_a_run_whose_api_stays_away_too_long_fails_with_the_cause(
         (tmp_path / "go").touch()
         wait_for(lambda: "can't report the final state Success" in agents.logs(), timeout=25,
                  what="the flow-run process to give up reporting")  # fmt: skip
-        again.start()
+        again.start(timeout=90)  # slow beside other test suites
         run = finished(client, run_id, timeout=30)
         lines = [r.message for r in client.get_flow_run_logs(run_id)]
     finally:

@@ -28,9 +28,12 @@ from headwater.server.process import ServerProcess, free_port
 from .flows import make_flow
 from .live import unique
 
+#: Seconds a server process may take to start: more than a minute beside other test suites on 2 cores.
+STARTUP = 90.0
+
 
 def _serve(home: Path) -> Iterator[ServerProcess]:
-    live = ServerProcess(home, f"sqlite:///{home / 'hw.db'}").start()
+    live = ServerProcess(home, f"sqlite:///{home / 'hw.db'}").start(timeout=STARTUP)
     yield live
     if live.process is not None and live.process.poll() is None:
         os.kill(live.process.pid, signal.SIGCONT)
@@ -153,11 +156,11 @@ def test_a_restarting_server_is_waited_for_by_gets_and_posts(
     own_server: ServerProcess, caplog: pytest.LogCaptureFixture
 ) -> None:
     server = own_server
-    with Client(server.url, timeout=2, retry_for=30) as client:
+    with Client(server.url, timeout=2, retry_for=STARTUP) as client:
         client.health()
         server.stop()
         again = ServerProcess(server.home, server.database_url, port=server.port)
-        threading.Timer(1.5, again.start).start()
+        threading.Timer(1.5, again.start, kwargs={"timeout": STARTUP}).start()
         try:
             assert client.list_projects() == []  # refused while it was down: sent again
             name = unique("project")

@@ -37,10 +37,14 @@ class Recording(Client):
         return super().write_logs(flow_run_id, records, *args, **kwargs)
 
 
+#: Seconds a server process may take to start: more than a minute beside other test suites on 2 cores.
+STARTUP = 90.0
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     home = tmp_path_factory.mktemp("shipping-server")
-    live = ServerProcess(home, f"sqlite:///{home / 'hw.db'}").start()
+    live = ServerProcess(home, f"sqlite:///{home / 'hw.db'}").start(timeout=STARTUP)
     yield live
     assert live.process is not None
     os.kill(live.process.pid, signal.SIGCONT)
