@@ -99,7 +99,9 @@ def test_deep_nesting_is_refused(api: httpx.Client, flow: str) -> None:
     assert raw(api, "/runs", f'{{"flow_id": "{flow}", "parameters": {{"x": {nested}}}}}').status_code == 201
 
 
-@pytest.mark.parametrize("query", [b"flow_name=%ED%A0%80", b"label=%00", b"state=%FF%FE", b"since=9999-12-31T23:59:59-14:00"])
+@pytest.mark.parametrize(
+    "query", [b"flow_name=%ED%A0%80", b"label=%00", b"state=%FF%FE", b"since=9999-12-31T23:59:59-14:00"]
+)
 def test_odd_query_values_are_not_server_errors(api: httpx.Client, query: bytes) -> None:
     response = api.get(httpx.URL(f"{api.base_url}runs", query=query))
     assert response.status_code in (200, 422), response.text
@@ -113,7 +115,8 @@ def test_timestamps_utc_cannot_hold_are_refused(api: httpx.Client, flow: str) ->
 
 def test_a_task_state_must_be_one_the_engine_has(api: httpx.Client, flow: str) -> None:
     created = run(api, flow)
-    response = api.post(f"/runs/{created['id']}/task_runs", json={"task_runs": [{"task_slug": "a", "state": "Bogus!!"}]})
+    bogus = {"task_runs": [{"task_slug": "a", "state": "Bogus!!"}]}
+    response = api.post(f"/runs/{created['id']}/task_runs", json=bogus)
     assert response.status_code == 422, response.text
     assert "'Bogus!!'" in detail(response) and "Success" in detail(response) and "Retrying" in detail(response)
 

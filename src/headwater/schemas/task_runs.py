@@ -15,7 +15,12 @@ MAX_TASK_RUN_BATCH = 10_000
 
 class TaskRunUpdate(Model):
     task_slug: str = Field(min_length=1, max_length=500)
-    state: str = Field(min_length=1, max_length=50, description="A state name of the engine (Running, Success, ...).")
+    state: str = Field(
+        min_length=1,
+        max_length=50,
+        description="A state name of the engine (Running, Success, ...).",
+        json_schema_extra={"enum": list(STATES)},
+    )
     message: str | None = Field(None, max_length=10_000)
     attempts: int = Field(0, ge=0, le=MAX_INT32)
     start_time: Timestamp | None = None

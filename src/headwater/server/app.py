@@ -10,11 +10,17 @@ import ipaddress
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, DBAPIError, StatementError
 from sqlalchemy.orm import sessionmaker
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from headwater import __version__
 from headwater.config.settings import ServerSettings
@@ -27,6 +33,8 @@ from headwater.server.services.notifier import WorkNotifier, peer_channel
 from headwater.server.services.recovery import RecoveryService
 
 API_PREFIX = "/api/v1"
+#: Most validation errors one 422 lists.
+MAX_ERRORS_SHOWN = 20
 
 
 def is_loopback(host: str) -> bool:
@@ -95,6 +103,26 @@ def create_app(settings: ServerSettings, home: Path, recovery: bool = True) -> F
             status_code=exc.status_code, content={"detail": exc.detail}, headers=getattr(exc, "headers", None)
         )
 
+    @app.exception_handler(RequestValidationError)
+    def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's answer lists every error with its input: a list of 100,000 wrong items
+        # would answer megabytes. The first few, each input cut short, say what is wrong.
+        errors = list(exc.errors())
+        shown: list[Any] = [_short_error(e) for e in errors[:MAX_ERRORS_SHOWN]]
+        if len(errors) > MAX_ERRORS_SHOWN:
+            shown.append({"type": "more", "loc": [], "msg": f"and {len(errors) - MAX_ERRORS_SHOWN} more errors"})
+        return JSONResponse(status_code=422, content={"detail": jsonable_encoder(shown)})
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        # Starlette's 405 lists the methods of the first route of the path only (GET /runs and
+        # POST /runs are two routes): list them all
+        if exc.status_code == 405:
+            methods = _allowed_methods(app, request)
+            if methods:
+                exc.headers = {**(exc.headers or {}), "Allow": ", ".join(sorted(methods))}
+        return await http_exception_handler(request, exc)
+
     @app.exception_handler(StatementError)
     def data_error(_request: Request, exc: StatementError) -> JSONResponse:
         # a full disk, a statement cancelled by server.statement_timeout, a locked SQLite
@@ -114,6 +142,7 @@ def create_app(settings: ServerSettings, home: Path, recovery: bool = True) -> F
 
     return app
 
+
 def _trouble_message(kind: str, reason: str, settings: ServerSettings) -> str:
     if kind == "full":
         return (
@@ -127,3 +156,27 @@ def _trouble_message(kind: str, reason: str, settings: ServerSettings) -> str:
             "a smaller page) or try again when the database is less busy"
         )
     return f"the database is busy ({reason}); try again in a moment"
+
+
+def _allowed_methods(app: FastAPI, request: Request) -> set[str]:
+    """The methods some route of the app takes at the request's path."""
+    allowed = set()
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"):
+        probe = {**request.scope, "method": method}
+        if any(route.matches(probe)[0] == Match.FULL for route in app.router.routes):
+            allowed.add(method)
+    return allowed
+
+
+def _short_error(error: Any) -> Any:
+    """A validation error with its input cut to a short repr (which also escapes what JSON can't hold)."""
+    error = dict(error)
+    if "input" in error:
+        value = error["input"]
+        if not (isinstance(value, str | int | float | bool) or value is None) or (
+            isinstance(value, str) and len(value) > 200
+        ):
+            text = repr(value)
+            error["input"] = text if len(text) <= 200 else text[:200] + "…"
+    error.pop("url", None)
+    return error

@@ -10,7 +10,13 @@ from headwater.server.routing import CheckedRoute
 router = APIRouter(prefix="/flows", tags=["flows"], route_class=CheckedRoute)
 
 
-@router.post("", response_model=FlowRegistered, status_code=201, dependencies=[USER])
+@router.post(
+    "",
+    response_model=FlowRegistered,
+    status_code=201,
+    dependencies=[USER],
+    responses={200: {"model": FlowRegistered, "description": "Identical metadata was registered before: that one."}},
+)
 def register_flow(body: FlowCreate, request: Request, response: Response) -> FlowRegistered:
     """Register version N of a flow; identical metadata returns the existing version (200)."""
     with db(request) as session:
