@@ -133,9 +133,13 @@ def create_app(settings: ServerSettings, home: Path, recovery: bool = True) -> F
             if kind == "full":
                 full_watch(engine).reason = reason
             return JSONResponse(status_code=503, content={"detail": _trouble_message(kind, reason, settings)})
-        # a value the database refuses (e.g. a NUL character on PostgreSQL) is bad input;
-        # any other database error is the server's fault and stays a 500
-        if isinstance(exc, DBAPIError) and not isinstance(exc, DataError):
+        # a value the database refuses (e.g. a NUL character on PostgreSQL; a value the driver
+        # can't convert) is bad input; any other database error — a bad statement, a missing
+        # parameter — is the server's fault and stays a 500
+        if isinstance(exc, DBAPIError):
+            if not isinstance(exc, DataError):
+                raise exc
+        elif not isinstance(exc.orig, (ValueError, OverflowError, TypeError)):
             raise exc
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
         return JSONResponse(status_code=422, content={"detail": f"a value can't be stored: {reason}"})
