@@ -122,13 +122,13 @@ def test_an_idempotent_request_gives_up_after_retry_for_naming_the_settings(serv
 
 
 def test_a_log_batch_sent_again_after_its_answer_was_lost_is_stored_once(server: ServerProcess, tmp_path: Path) -> None:
-    with Client(server.url, timeout=0.5, retry_for=20, backoff=1.0) as client:
+    with Client(server.url) as client, Client(server.url, timeout=0.5, retry_for=20, backoff=1.0) as impatient:
         run_id = a_run(client, tmp_path)
         records = [{"message": f"line {i}"} for i in range(5)]
         # tries at 0 s and 1.5 s reach the stalled server (both are applied once it goes on,
         # answering nobody); the try at 4 s is answered: the batch is stored already.
         with stalled(server, 2.5):
-            assert client.write_logs(run_id, records) == 5
+            assert impatient.write_logs(run_id, records) == 5
         assert [r.message for r in client.get_flow_run_logs(run_id)] == [f"line {i}" for i in range(5)]
         # the same id again, later: still once; a new batch is a new batch
         assert client.write_logs(run_id, records[:2], batch_id="b-1") == 2
@@ -139,11 +139,11 @@ def test_a_log_batch_sent_again_after_its_answer_was_lost_is_stored_once(server:
 def test_a_versioned_write_whose_first_try_was_applied_is_a_resent_conflict(
     server: ServerProcess, tmp_path: Path
 ) -> None:
-    with Client(server.url, timeout=0.5, retry_for=20, backoff=1.0) as client:
+    with Client(server.url) as client, Client(server.url, timeout=0.5, retry_for=20, backoff=1.0) as impatient:
         run_id = a_run(client, tmp_path)
         version = client.get_flow_run(run_id).version
         with stalled(server, 2.5), pytest.raises(ConflictError) as info:
-            client.set_flow_run_state(run_id, "Cancelled", version=version, message="by the first try")
+            impatient.set_flow_run_state(run_id, "Cancelled", version=version, message="by the first try")
         assert info.value.resent  # a try before this one may have done it: the caller looks
         run = client.get_flow_run(run_id)
         assert (run.state, run.version, run.state_message) == ("Cancelled", version + 1, "by the first try")

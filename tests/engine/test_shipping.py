@@ -91,9 +91,9 @@ def test_a_batch_sent_again_keeps_its_id_and_is_stored_once(
     server: ServerProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert server.process is not None
-    with Client(server.url, timeout=0.5, retry_for=1) as client:
+    with Client(server.url) as client, Client(server.url, timeout=0.5, retry_for=1) as impatient:
         run_id = a_run(client, tmp_path)
-        shipper = Shipper(client, run_id, interval=60)
+        shipper = Shipper(impatient, run_id, interval=60)
         for i in range(3):
             shipper.add_log(record(f"line {i}"))
         os.kill(server.process.pid, signal.SIGSTOP)
@@ -102,6 +102,7 @@ def test_a_batch_sent_again_keeps_its_id_and_is_stored_once(
         finally:
             os.kill(server.process.pid, signal.SIGCONT)
         assert "can't send log records" in capsys.readouterr().err
+        shipper.api = client  # a patient one for the server just back (and busy with the stale tries)
         shipper.add_log(record("line 3"))
         assert shipper.flush() is True  # the kept batch again (its earlier tries were applied meanwhile), then the new
         messages = [r.message for r in client.get_flow_run_logs(run_id)]
