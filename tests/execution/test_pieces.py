@@ -81,8 +81,13 @@ def test_cancel_run_on_a_final_state_is_only_logged(caplog: pytest.LogCaptureFix
             if state.is_finished():
                 raise CancelRun("too late")
 
-    with caplog.at_level(logging.WARNING, logger="headwater.engine"):
-        state = chain().run(executor=LocalExecutor(), state_handlers=[Odd()])
+    engine_logger = logging.getLogger("headwater.engine")
+    engine_logger.addHandler(caplog.handler)  # the 'headwater' logger may not propagate to the root
+    try:
+        with caplog.at_level(logging.WARNING, logger="headwater.engine"):
+            state = chain().run(executor=LocalExecutor(), state_handlers=[Odd()])
+    finally:
+        engine_logger.removeHandler(caplog.handler)
 
     assert state.is_successful()
     assert "raised CancelRun on a Success state; ignored" in caplog.text

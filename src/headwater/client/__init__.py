@@ -11,8 +11,10 @@ from headwater.client.client import Client
 from headwater.client.errors import (
     ApiConnectionError,
     ApiError,
+    ApiTimeoutError,
     AuthError,
     BadRequestError,
+    ClaimSupersededError,
     ClientError,
     ConflictError,
     NotFoundError,
@@ -24,8 +26,10 @@ from headwater.client.errors import (
 __all__ = [
     "ApiConnectionError",
     "ApiError",
+    "ApiTimeoutError",
     "AuthError",
     "BadRequestError",
+    "ClaimSupersededError",
     "Client",
     "ClientError",
     "ConflictError",
