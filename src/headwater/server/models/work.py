@@ -12,8 +12,9 @@ Long-polling is the route's business (``server/api/work.py``).
 from __future__ import annotations
 
 import datetime
+from typing import Any, cast
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import Table, and_, bindparam, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from headwater.core.run_states import FlowRunState
@@ -33,6 +34,65 @@ def label_match(agent_labels: list[str]):  # type: ignore[no-untyped-def]
     return and_(has_labels, ~outside)
 
 
+# The claim's statements are built once and take their values as parameters: building and
+# keying them again on every claim cost about as much as running them (``bench/api.py``,
+# ``single_claims``), and they are executed as Core, past the ORM's unit of work.
+_RUNS = cast(Table, FlowRunRow.__table__)
+_AGENTS = cast(Table, AgentRow.__table__)
+_SEEN = update(_AGENTS).where(_AGENTS.c.id == bindparam("p_agent")).values(last_seen=bindparam("p_now"))
+_TAKE_VALUES: dict[str, Any] = dict(
+    state=FlowRunState.SUBMITTED,
+    state_message=bindparam("p_message"),
+    agent_id=bindparam("p_agent"),
+    submitted_at=bindparam("p_now"),
+    updated=bindparam("p_now"),
+    version=_RUNS.c.version + 1,
+    attempt=_RUNS.c.attempt + 1,
+    claim_id=bindparam("p_claim"),
+)
+_TAKE = (
+    update(_RUNS)
+    .where(_RUNS.c.id.in_(bindparam("p_ids", expanding=True)), _RUNS.c.state == FlowRunState.SCHEDULED)
+    .values(**_TAKE_VALUES)
+)
+_CANDIDATES: dict[tuple[str, bool], Any] = {}
+
+
+def _candidates(dialect: str, labelled: bool) -> Any:
+    """The due, matching Scheduled runs, oldest due first; parameters ``p_now``, ``p_limit`` (and ``p_labels``).
+
+    On PostgreSQL, one statement that also takes them (``UPDATE … WHERE id IN (SELECT … FOR
+    UPDATE SKIP LOCKED) RETURNING id``), a round trip fewer; parameters of ``_TAKE`` too.
+    """
+    statement = _CANDIDATES.get((dialect, labelled))
+    if statement is None:
+        run_label = FlowRunLabelRow.flow_run_id == FlowRunRow.id
+        has_labels = exists().where(run_label)
+        if labelled:
+            outside = exists().where(run_label, FlowRunLabelRow.label.not_in(bindparam("p_labels", expanding=True)))
+            match = and_(has_labels, ~outside)
+        else:
+            match = ~has_labels
+        statement = (
+            select(FlowRunRow.id)
+            .where(
+                FlowRunRow.state == FlowRunState.SCHEDULED, FlowRunRow.scheduled_start_time <= bindparam("p_now"), match
+            )
+            .order_by(FlowRunRow.scheduled_start_time, FlowRunRow.created, FlowRunRow.id)
+            .limit(bindparam("p_limit"))
+        )
+        if dialect == "postgresql":
+            due = statement.with_for_update(skip_locked=True, of=FlowRunRow).scalar_subquery()
+            statement = (
+                update(_RUNS)
+                .where(_RUNS.c.id.in_(due), _RUNS.c.state == FlowRunState.SCHEDULED)
+                .values(**_TAKE_VALUES)
+                .returning(_RUNS.c.id)
+            )
+        _CANDIDATES[(dialect, labelled)] = statement
+    return statement
+
+
 def claim(
     session: Session, agent_id: str, labels: list[str], limit: int, claim_id: str | None = None
 ) -> list[FlowRun]:
@@ -45,9 +105,12 @@ def claim(
     """
     agent = get_or_404(session, AgentRow, agent_id, "agent")
     now = utcnow()
-    agent.last_seen = now
+    connection = session.connection()
     if agent.labels != labels:  # explain judges by the labels the agent last claimed with
         agent.labels = list(labels)
+        agent.last_seen = now
+    else:
+        connection.execute(_SEEN, {"p_agent": agent_id, "p_now": now})
     if claim_id is not None:
         taken = list(
             session.scalars(
@@ -64,33 +127,20 @@ def claim(
             again = read_runs(session, taken)
             session.commit()
             return again
-    candidates = (
-        select(FlowRunRow.id)
-        .where(FlowRunRow.state == FlowRunState.SCHEDULED, FlowRunRow.scheduled_start_time <= now, label_match(labels))
-        .order_by(FlowRunRow.scheduled_start_time, FlowRunRow.created, FlowRunRow.id)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True, of=FlowRunRow)
-    ids = list(session.scalars(candidates))
+    session.flush()  # the agent's labels, if they changed, before the runs' statements
+    dialect = connection.dialect.name
+    # (parameters are named apart from columns: an UPDATE sets every column a parameter names)
+    params: dict[str, Any] = {"p_now": now, "p_limit": limit, "p_agent": agent_id, "p_claim": claim_id,
+                              "p_message": f"claimed by agent {agent.name!r}"}  # fmt: skip
+    if labels:
+        params["p_labels"] = list(labels)
+    ids = list(connection.execute(_candidates(dialect, bool(labels)), params).scalars())
     runs: list[FlowRun] = []
     if ids:
-        session.execute(
-            update(FlowRunRow)
-            .where(FlowRunRow.id.in_(ids), FlowRunRow.state == FlowRunState.SCHEDULED)
-            .values(
-                state=FlowRunState.SUBMITTED,
-                state_message=f"claimed by agent {agent.name!r}",
-                agent_id=agent_id,
-                submitted_at=now,
-                updated=now,
-                version=FlowRunRow.version + 1,
-                attempt=FlowRunRow.attempt + 1,
-                claim_id=claim_id,
-            ),
-            execution_options={"synchronize_session": False},
-        )
+        if dialect != "postgresql":  # there the candidates' statement took them already
+            connection.execute(_TAKE, {**params, "p_ids": ids})
         runs = read_runs(session, ids)
+        runs.sort(key=lambda run: (run.scheduled_start_time, run.created, run.id))
     session.commit()
     return runs
 
