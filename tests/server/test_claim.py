@@ -130,6 +130,7 @@ def test_concurrent_claimers_never_share_a_run(fresh_server: Callable[..., LiveS
         with httpx.Client(base_url=live.api, timeout=60) as own:
             while True:
                 ids = claim(own, aid, ["pool"], limit=3)
+                assert len(ids) <= 3
                 if not ids:
                     return
                 with lock:
@@ -148,6 +149,21 @@ def test_concurrent_claimers_never_share_a_run(fresh_server: Callable[..., LiveS
         page = api.get("/runs", params={"state": "Submitted", "limit": 1000}).json()
         owners = {r["id"]: r["agent_id"] for r in page["flow_runs"]}
     assert owners == dict(claimed)
+
+
+def test_a_claim_takes_no_more_than_its_limit(api: httpx.Client, unique: str) -> None:
+    # on PostgreSQL, ``id IN (SELECT … LIMIT 1 FOR UPDATE SKIP LOCKED)`` could be rescanned per
+    # row by the planner and take every due run: the claim locks its candidates once
+    project(api, unique)
+    flow_id = register(api, unique, "etl")
+    runs = {run(api, flow_id, labels=[unique])["id"] for _ in range(40)}
+    claimer = agent(api, f"{unique}-a", [unique])
+    first = claim(api, claimer, [unique], limit=1)
+    assert len(first) == 1 and set(first) <= runs
+    second = claim(api, claimer, [unique], limit=5)
+    assert len(second) == 5 and not set(second) & set(first)
+    left = api.get("/runs", params={"state": "Scheduled", "label": unique, "limit": 100}).json()["flow_runs"]
+    assert {r["id"] for r in left} == runs - set(first) - set(second)
 
 
 def test_explain_uses_the_labels_an_agent_claims_with(api: httpx.Client, unique: str) -> None:

@@ -61,8 +61,9 @@ _CANDIDATES: dict[tuple[str, bool], Any] = {}
 def _candidates(dialect: str, labelled: bool) -> Any:
     """The due, matching Scheduled runs, oldest due first; parameters ``p_now``, ``p_limit`` (and ``p_labels``).
 
-    On PostgreSQL, one statement that also takes them (``UPDATE … WHERE id IN (SELECT … FOR
-    UPDATE SKIP LOCKED) RETURNING id``), a round trip fewer; parameters of ``_TAKE`` too.
+    On PostgreSQL, one statement that also takes them (``WITH due AS MATERIALIZED (SELECT … FOR
+    UPDATE SKIP LOCKED) UPDATE … FROM due … RETURNING id``), a round trip fewer; parameters of
+    ``_TAKE`` too.
     """
     statement = _CANDIDATES.get((dialect, labelled))
     if statement is None:
@@ -82,10 +83,17 @@ def _candidates(dialect: str, labelled: bool) -> Any:
             .limit(bindparam("p_limit"))
         )
         if dialect == "postgresql":
-            due = statement.with_for_update(skip_locked=True, of=FlowRunRow).scalar_subquery()
+            # A MATERIALIZED CTE locks its rows once. As ``id IN (SELECT … LIMIT n FOR UPDATE SKIP
+            # LOCKED)`` the planner may rescan the subquery for every outer row (a nested-loop
+            # semi-join), and each rescan locks the next row: one claim of 1 took every due run.
+            due = (
+                statement.with_for_update(skip_locked=True, of=FlowRunRow)
+                .cte("due")
+                .prefix_with("MATERIALIZED", dialect="postgresql")
+            )
             statement = (
                 update(_RUNS)
-                .where(_RUNS.c.id.in_(due), _RUNS.c.state == FlowRunState.SCHEDULED)
+                .where(_RUNS.c.id == due.c.id, _RUNS.c.state == FlowRunState.SCHEDULED)
                 .values(**_TAKE_VALUES)
                 .returning(_RUNS.c.id)
             )
