@@ -74,7 +74,7 @@ class FlowRow(Base):
 class FlowRunRow(Base):
     __tablename__ = "flow_runs"
     __table_args__ = (
-        Index("ix_flow_runs_due", "state", "scheduled_start_time"),
+        Index("ix_flow_runs_claim_order", "state", "scheduled_start_time", "created", "id"),  # the claim's order
         UniqueConstraint("flow_id", "idempotency_key"),
     )
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

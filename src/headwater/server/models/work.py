@@ -55,6 +55,16 @@ _TAKE = (
     .where(_RUNS.c.id.in_(bindparam("p_ids", expanding=True)), _RUNS.c.state == FlowRunState.SCHEDULED)
     .values(**_TAKE_VALUES)
 )
+#: The runs a claim sent again (same ``claim_id``) took the first time, still Submitted to its agent.
+_REPLAY = (
+    select(_RUNS.c.id)
+    .where(
+        _RUNS.c.agent_id == bindparam("p_agent"),
+        _RUNS.c.claim_id == bindparam("p_claim"),
+        _RUNS.c.state == FlowRunState.SUBMITTED,
+    )
+    .order_by(_RUNS.c.scheduled_start_time, _RUNS.c.created, _RUNS.c.id)
+)
 _CANDIDATES: dict[tuple[str, bool], Any] = {}
 
 
@@ -120,17 +130,7 @@ def claim(
     else:
         connection.execute(_SEEN, {"p_agent": agent_id, "p_now": now})
     if claim_id is not None:
-        taken = list(
-            session.scalars(
-                select(FlowRunRow.id)
-                .where(
-                    FlowRunRow.agent_id == agent_id,
-                    FlowRunRow.claim_id == claim_id,
-                    FlowRunRow.state == FlowRunState.SUBMITTED,
-                )
-                .order_by(FlowRunRow.scheduled_start_time, FlowRunRow.created, FlowRunRow.id)
-            )
-        )
+        taken = list(connection.execute(_REPLAY, {"p_agent": agent_id, "p_claim": claim_id}).scalars())
         if taken:
             again = read_runs(session, taken)
             session.commit()
