@@ -139,12 +139,7 @@ def concurrent_claims(url: str, flow_id: str, runs: int, claimers: int) -> dict[
                     claimed.extend(r.id for r in batch)
 
     threads = [threading.Thread(target=claimer, args=(a,)) for a in agents]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
+    elapsed = timed(threads)
     counts = Counter(claimed)
     return {
         "runs": runs,
@@ -152,6 +147,16 @@ def concurrent_claims(url: str, flow_id: str, runs: int, claimers: int) -> dict[
         "claimed_exactly_once": set(counts) == created and max(counts.values()) == 1,
         "claims_per_s": round(len(claimed) / elapsed, 1),
     }
+
+
+def timed(threads: list[threading.Thread]) -> float:
+    """Start the threads, wait for all of them; the seconds that took."""
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - start
 
 
 def health_rate(url: str, calls: int, threads: int) -> float:
@@ -165,12 +170,7 @@ def health_rate(url: str, calls: int, threads: int) -> float:
             client.health()
 
     workers = [threading.Thread(target=call, args=(c,)) for c in clients]
-    start = time.perf_counter()
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join()
-    elapsed = time.perf_counter() - start
+    elapsed = timed(workers)
     for client in clients:
         client.close()
     return (calls // threads) * threads / elapsed
@@ -196,12 +196,7 @@ def single_claims(url: str, flow_id: str, runs: int, claimers: int) -> dict[str,
                 sizes[len(batch)] += 1
 
     threads = [threading.Thread(target=claimer, args=pair) for pair in zip(clients, agents, strict=True)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
+    elapsed = timed(threads)
     for client in clients:
         client.close()
     counts = Counter(claimed)

@@ -6,7 +6,7 @@ import datetime
 
 from pydantic import Field
 
-from headwater.schemas.common import Labels, Model, Name
+from headwater.schemas.common import Labels, Model, Name, RequestId
 from headwater.schemas.flow_runs import FlowRun
 
 
@@ -32,11 +32,8 @@ class ClaimRequest(Model):
     labels: Labels = Field(default_factory=list)
     limit: int = Field(1, ge=1, le=100)
     wait: float = Field(0.0, ge=0, le=300)
-    claim_id: str | None = Field(
+    claim_id: RequestId | None = Field(
         None,
-        min_length=1,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9_.:-]+$",
         description="An id the agent makes per claim and sends again when it retries the claim: the retry "
         "answers the runs the first try took, instead of taking (and stranding) others.",
     )

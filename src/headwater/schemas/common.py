@@ -18,6 +18,7 @@ __all__ = [
     "Labels",
     "Model",
     "Name",
+    "RequestId",
     "Timestamp",
     "check_labels",
     "utcnow",
@@ -56,6 +57,10 @@ Timestamp = Annotated[datetime.datetime, AfterValidator(_utc)]
 
 #: A name of a project, flow, agent or token.
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
+
+#: An id a client makes for a request it may send again (a claim, a log batch): the server
+#: answers a repeat with what the first one did.
+RequestId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 
 def utcnow() -> datetime.datetime:

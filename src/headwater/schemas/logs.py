@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from headwater.schemas.common import Model, Timestamp
+from headwater.schemas.common import Model, RequestId, Timestamp
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -26,11 +26,8 @@ class LogRecordIn(Model):
 
 class LogBatch(Model):
     records: list[LogRecordIn] = Field(min_length=1)
-    batch_id: str | None = Field(
+    batch_id: RequestId | None = Field(
         None,
-        min_length=1,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9._:-]+$",
         description="The batch's id, chosen by the client: a batch sent again with the same id (a retry after "
         "its answer was lost) is stored once.",
     )

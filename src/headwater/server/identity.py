@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from headwater.server.database.orm import AgentRow, FlowRunRow
 from headwater.server.errors import Conflict, Forbidden, Invalid
+from headwater.server.models.common import get_row
 
 #: The request header carrying the claim a write acts under.
 CLAIM_HEADER = "headwater-claim"
@@ -103,7 +104,7 @@ def check_agent(session: Session, caller: Caller, agent_id: str) -> AgentRow | N
 
     Returns None when the agent does not exist (the caller decides whether that is a 404).
     """
-    row = session.get(AgentRow, agent_id) if isinstance(agent_id, str) and len(agent_id) <= 36 else None
+    row = get_row(session, AgentRow, agent_id)
     if row is not None and caller.is_agent and row.owner != caller.identity:
         raise Forbidden(
             f"agent {row.name!r} (id {agent_id}) belongs to another token; an agent token acts only for the "
@@ -148,6 +149,6 @@ def guard_run_write(session: Session, request: Request, flow_run_id: str) -> Non
     caller = caller_of(request)
     if claim is None and not caller.is_agent:
         return
-    run = session.get(FlowRunRow, flow_run_id) if isinstance(flow_run_id, str) and len(flow_run_id) <= 36 else None
+    run = get_row(session, FlowRunRow, flow_run_id)
     if run is not None:
         check_run_write(session, caller, run, claim)

@@ -9,7 +9,6 @@ from headwater.server.deps import AGENT, db
 from headwater.server.errors import Forbidden
 from headwater.server.identity import caller_of, check_agent
 from headwater.server.models import agents
-from headwater.server.models.common import get_or_404
 from headwater.server.routing import CheckedRoute
 
 router = APIRouter(prefix="/agents", tags=["agents"], route_class=CheckedRoute)
@@ -46,8 +45,7 @@ def register_agent(body: AgentRegister, request: Request) -> Agent:
 @router.post("/{agent_id}/heartbeat", response_model=Agent, dependencies=[AGENT])
 def agent_heartbeat(agent_id: str, request: Request) -> Agent:
     with db(request) as session:
-        if check_agent(session, caller_of(request), agent_id) is None:
-            get_or_404(session, AgentRow, agent_id, "agent")
+        check_agent(session, caller_of(request), agent_id)  # an unknown agent is the model's 404
         return agents.agent_heartbeat(session, agent_id)
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from headwater.schemas.tokens import TokenCreate, TokenCreated, TokenInfo
 from headwater.server.database.orm import TokenRow
 from headwater.server.errors import NotFound
-from headwater.server.models.common import new_id, utcnow
+from headwater.server.models.common import get_row, new_id, utcnow
 
 #: Each scope and the scopes it includes.
 SCOPES = {"agent": {"agent"}, "user": {"agent", "user"}, "admin": {"agent", "user", "admin"}}
@@ -65,7 +65,7 @@ def list_tokens(session: Session) -> list[TokenInfo]:
 
 def revoke_token(session: Session, token_id: str) -> TokenInfo:
     """Delete the token: it is refused from the next request on. NotFound for an unknown id."""
-    row = session.get(TokenRow, token_id) if len(token_id) <= 36 else None
+    row = get_row(session, TokenRow, token_id)
     if row is None:
         raise NotFound(f"token {token_id!r} not found; `headwater token ls` lists the tokens and their ids")
     info = _info(row)
