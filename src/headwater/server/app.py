@@ -29,6 +29,7 @@ from headwater.server.database.engine import create_db_engine, database_trouble,
 from headwater.server.database.migrate import upgrade
 from headwater.server.errors import ApiError
 from headwater.server.secret_key import SecretKey
+from headwater.server.services.claims import ClaimQueue
 from headwater.server.services.notifier import WorkNotifier, peer_channel
 from headwater.server.services.recovery import RecoveryService
 
@@ -62,6 +63,7 @@ def create_app(settings: ServerSettings, home: Path, recovery: bool = True) -> F
     sessions = sessionmaker(engine, expire_on_commit=False)
     notifier = WorkNotifier(peer_channel(engine))  # also wakes claims waiting on other server processes
     service = RecoveryService(sessions, settings, notifier.notify) if recovery else None
+    claims = ClaimQueue(engine)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -78,6 +80,7 @@ def create_app(settings: ServerSettings, home: Path, recovery: bool = True) -> F
             if service is not None:
                 service.stop()
             notifier.stop()
+            claims.stop()
             engine.dispose()
 
     app = FastAPI(
@@ -92,6 +95,7 @@ def create_app(settings: ServerSettings, home: Path, recovery: bool = True) -> F
     app.state.engine = engine
     app.state.sessions = sessions
     app.state.notifier = notifier
+    app.state.claims = claims
     app.state.auth = auth_required(settings)
     app.state.secret_key = secret_key
     for module in (health, projects, flows, flow_runs, task_runs, logs, agents, work, tokens, secrets):

@@ -75,6 +75,7 @@ class FlowRunRow(Base):
     __tablename__ = "flow_runs"
     __table_args__ = (
         Index("ix_flow_runs_claim_order", "state", "scheduled_start_time", "created", "id"),  # the claim's order
+        Index("ix_flow_runs_claim_id", "claim_id"),  # a retried claim's runs
         UniqueConstraint("flow_id", "idempotency_key"),
     )
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

@@ -74,7 +74,7 @@ def _with_names() -> Select[FlowRunRow, str, str]:
 
 #: Runs by id with their flow's and project's names, as plain rows (no ORM objects to build):
 #: built once, it answers every claim.
-_READ_RUNS = (
+READ_RUNS = (
     select(FLOW_RUNS, FlowRow.name.label("flow_name"), ProjectRow.name.label("project_name"))
     .join(FlowRow, FlowRow.id == FLOW_RUNS.c.flow_id)
     .join(ProjectRow, ProjectRow.id == FlowRow.project_id)
@@ -84,7 +84,7 @@ _READ_RUNS = (
 
 def read_runs(session: Session, ids: list[str]) -> list[FlowRun]:
     """Runs by id, in the order given."""
-    rows = session.execute(_READ_RUNS, {"p_ids": ids})
+    rows = session.execute(READ_RUNS, {"p_ids": ids})
     found = {row.id: to_schema(row, row.flow_name, row.project_name) for row in rows}
     return [found[i] for i in ids if i in found]
 
