@@ -162,6 +162,20 @@ ensure_base_image() {
     rm -rf "$root"
 }
 
+# Chromium, the browser the web UI's tests drive with Playwright (tests/ui/, executable_path=/usr/bin/chromium).
+have_chromium() {
+    [[ -x /usr/bin/chromium ]]
+}
+
+ensure_chromium() {
+    have_chromium && return 0
+    apt_install chromium
+    if ! have_chromium; then
+        echo "ensure-system-deps: installed chromium, but found no /usr/bin/chromium" >&2
+        exit 1
+    fi
+}
+
 # --------------------------------------------------------------------------------------
 
 main() {
@@ -170,6 +184,7 @@ main() {
     ensure_azurite
     ensure_docker
     ensure_base_image
+    ensure_chromium
 }
 
 # Run only when executed, not when sourced (tests source it to call have_* directly).

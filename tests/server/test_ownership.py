@@ -54,6 +54,7 @@ SCOPE = {
     ("GET", "/tokens"): "admin",
     ("POST", "/tokens"): "admin",
     ("DELETE", "/tokens/{token_id}"): "admin",
+    ("GET", "/tokens/me"): "agent",
     ("GET", "/secrets"): "user",
     ("PUT", "/secrets/{name}"): "user",
     ("GET", "/secrets/{name}"): "agent",

@@ -55,3 +55,11 @@ class TokenInfo(Model):
 class TokenCreated(TokenInfo):
     #: shown once; the server keeps only its hash.
     token: str
+
+
+class TokenSelf(Model):
+    """What the caller's own token may do (``GET /tokens/me``): the web UI hides what it can't write."""
+
+    auth: bool = Field(description="Whether this server needs tokens at all.")
+    token: TokenInfo | None = Field(None, description="The caller's token; None when auth is off.")
+    can_write: bool = Field(description="Whether the caller may create and cancel runs (scope user or admin).")

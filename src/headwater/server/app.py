@@ -25,6 +25,7 @@ from starlette.routing import Match
 from headwater import __version__
 from headwater.config.settings import ServerSettings
 from headwater.server.api import agents, flow_runs, flows, health, logs, projects, secrets, task_runs, tokens, work
+from headwater.server.api import whoami as token_self
 from headwater.server.database.engine import create_db_engine, database_trouble, database_url, full_watch
 from headwater.server.database.migrate import upgrade
 from headwater.server.errors import ApiError
@@ -32,6 +33,7 @@ from headwater.server.secret_key import SecretKey
 from headwater.server.services.claims import ClaimQueue
 from headwater.server.services.notifier import WorkNotifier, peer_channel
 from headwater.server.services.recovery import RecoveryService
+from headwater.server.ui import mount_ui
 
 API_PREFIX = "/api/v1"
 #: Most validation errors one 422 lists.
@@ -100,6 +102,8 @@ def create_app(settings: ServerSettings, home: Path, recovery: bool = True) -> F
     app.state.secret_key = secret_key
     for module in (health, projects, flows, flow_runs, task_runs, logs, agents, work, tokens, secrets):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(token_self.router, prefix=API_PREFIX)  # GET /tokens/me (the UI asks what it may write)
+    mount_ui(app)  # the web UI at / and /ui/ (server/ui/)
 
     @app.exception_handler(ApiError)
     def api_error(_request: Request, exc: ApiError) -> JSONResponse:

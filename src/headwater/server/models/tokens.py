@@ -58,6 +58,12 @@ def scope_of(session: Session, token: str) -> str | None:
     return found.scope if found is not None else None
 
 
+def get_token(session: Session, token_id: str) -> TokenInfo | None:
+    """The token with this id (never its secret), or None."""
+    row = get_row(session, TokenRow, token_id)
+    return _info(row) if row is not None else None
+
+
 def list_tokens(session: Session) -> list[TokenInfo]:
     """Every token (never its secret), oldest first."""
     return [_info(row) for row in session.scalars(select(TokenRow).order_by(TokenRow.created, TokenRow.id))]
