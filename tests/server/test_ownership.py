@@ -43,6 +43,7 @@ SCOPE = {
     ("POST", "/runs/{flow_run_id}/cancel"): "user",
     ("POST", "/runs/{flow_run_id}/heartbeat"): "agent",
     ("GET", "/runs/{flow_run_id}/explain"): "agent",
+    ("GET", "/runs/{flow_run_id}/states"): "agent",
     ("POST", "/runs/{flow_run_id}/task_runs"): "agent",
     ("GET", "/runs/{flow_run_id}/task_runs"): "agent",
     ("POST", "/runs/{flow_run_id}/logs"): "agent",

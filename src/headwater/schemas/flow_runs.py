@@ -77,6 +77,15 @@ class SetState(Model):
     version: int | None = Field(None, ge=0, le=MAX_INT32, description="The run's version as last read; stale → 409.")
 
 
+class FlowRunStateEntry(Model):
+    """One state a run entered: ``GET /runs/{id}/states`` answers these, oldest first."""
+
+    state: str
+    message: str | None = None
+    timestamp: datetime.datetime
+    agent_id: str | None = Field(None, description="The agent holding the run when it changed, if any.")
+
+
 class ExplainAgent(Model):
     id: str
     name: str

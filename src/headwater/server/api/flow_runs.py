@@ -6,10 +6,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from headwater.core.run_states import FlowRunState
-from headwater.schemas.flow_runs import Explain, FlowRun, FlowRunCreate, FlowRunPage, SetState
+from headwater.schemas.flow_runs import Explain, FlowRun, FlowRunCreate, FlowRunPage, FlowRunStateEntry, SetState
 from headwater.server.deps import AGENT, USER, db
 from headwater.server.identity import guard_run_write
-from headwater.server.models import flow_runs
+from headwater.server.models import flow_runs, run_states
 from headwater.server.routing import CheckedRoute
 
 router = APIRouter(prefix="/runs", tags=["flow runs"], route_class=CheckedRoute)
@@ -32,6 +32,7 @@ def list_flow_runs(
     flow_id: str | None = None,
     flow_name: str | None = None,
     project_name: str | None = None,
+    agent_id: Annotated[str | None, Query(max_length=36, description="Runs this agent holds or held last.")] = None,
     label: Annotated[list[str] | None, Query()] = None,
     since: datetime.datetime | None = None,
     until: datetime.datetime | None = None,
@@ -46,6 +47,7 @@ def list_flow_runs(
             flow_id=flow_id,
             flow_name=flow_name,
             project_name=project_name,
+            agent_id=agent_id,
             label=label,
             since=since,
             until=until,
@@ -91,3 +93,10 @@ def explain(flow_run_id: str, request: Request) -> Explain:
     """Which live agents could take this run, and which labels the others lack."""
     with db(request) as session:
         return flow_runs.explain(session, flow_run_id, request.app.state.settings.agent_seen_window)
+
+
+@router.get("/{flow_run_id}/states", response_model=list[FlowRunStateEntry], dependencies=[AGENT])
+def list_flow_run_states(flow_run_id: str, request: Request) -> list[FlowRunStateEntry]:
+    """Every state the run entered, oldest first, with its message and the agent that held it."""
+    with db(request) as session:
+        return run_states.list_states(session, flow_run_id)

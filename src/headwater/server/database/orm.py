@@ -110,6 +110,19 @@ class FlowRunLabelRow(Base):
     label: Mapped[str] = mapped_column(String(200), primary_key=True)
 
 
+class FlowRunStateRow(Base):
+    """One row per state a run entered, written with the change (``server/models/run_states.py``)."""
+
+    __tablename__ = "flow_run_states"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    flow_run_id: Mapped[str] = mapped_column(ForeignKey("flow_runs.id", ondelete="CASCADE"), index=True)
+    state: Mapped[str] = mapped_column(String(20))
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    timestamp: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
+    #: the agent holding the run when it changed (None when no agent held it).
+    agent_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+
+
 class TaskRunRow(Base):
     __tablename__ = "task_runs"
     __table_args__ = (UniqueConstraint("flow_run_id", "task_slug"),)

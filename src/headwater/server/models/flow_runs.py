@@ -27,6 +27,7 @@ from headwater.server.database.orm import AgentRow, FlowRow, FlowRunLabelRow, Fl
 from headwater.server.errors import Conflict, Invalid, NotFound, TooLarge
 from headwater.server.models.common import get_or_404, new_id, utcnow
 from headwater.server.models.flows import latest_flow
+from headwater.server.models.run_states import record as record_state
 from headwater.server.models.transitions import cancel_target, check_transition
 
 FLOW_RUNS = cast(Table, FlowRunRow.__table__)
@@ -181,6 +182,7 @@ def create_flow_run(
             session.execute(
                 insert(FLOW_RUN_LABELS), [{"flow_run_id": run_id, "label": label} for label in values["labels"]]
             )
+        record_state(session, run_id, FlowRunState.SCHEDULED, None, now)
         session.commit()
     except IntegrityError:  # the same idempotency key, created at the same moment
         session.rollback()
@@ -203,6 +205,7 @@ def list_flow_runs(
     flow_id: str | None = None,
     flow_name: str | None = None,
     project_name: str | None = None,
+    agent_id: str | None = None,
     label: list[str] | None = None,
     since: datetime.datetime | None = None,
     until: datetime.datetime | None = None,
@@ -226,6 +229,8 @@ def list_flow_runs(
         query = query.where(FlowRow.name == flow_name)
     if project_name is not None:
         query = query.where(ProjectRow.name == project_name)
+    if agent_id is not None:
+        query = query.where(FlowRunRow.agent_id == agent_id)
     if labels:  # one grouped subquery, not one EXISTS per label
         query = query.where(
             FlowRunRow.id.in_(
@@ -276,6 +281,7 @@ def set_flow_run_state(session: Session, flow_run_id: str, body: SetState) -> Fl
         )
     check_transition(row.state, body.state)
     now = utcnow()
+    record_state(session, row.id, body.state, body.message, now, row.agent_id)
     _move(row, body.state, body.message, now)
     if body.state == FlowRunState.SCHEDULED:  # put back by its agent
         row.agent_id = None
@@ -289,7 +295,9 @@ def set_flow_run_state(session: Session, flow_run_id: str, body: SetState) -> Fl
 def cancel_flow_run(session: Session, flow_run_id: str) -> FlowRun:
     row = get_or_404(session, FlowRunRow, flow_run_id, "flow run")
     target = cancel_target(row.state)
-    _move(row, target, "cancelled on request", utcnow())
+    now = utcnow()
+    record_state(session, row.id, target, "cancelled on request", now, row.agent_id)
+    _move(row, target, "cancelled on request", now)
     session.commit()
     return get_flow_run(session, flow_run_id)
 

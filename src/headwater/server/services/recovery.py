@@ -21,6 +21,7 @@ from headwater.core.run_states import HELD, FlowRunState
 from headwater.server.database.orm import FlowRunRow
 from headwater.server.models.common import utcnow
 from headwater.server.models.flow_runs import add_log
+from headwater.server.models.run_states import record as record_state
 
 logger = logging.getLogger("headwater.server.recovery")
 
@@ -44,6 +45,7 @@ def sweep(session: Session, timeout: float, max_reschedules: int) -> list[tuple[
             f"no heartbeat from the flow run's process since {seen:%Y-%m-%d %H:%M:%S} UTC "
             f"(timeout {timeout:g}s, it was {row.state} on agent {row.agent_id})"
         )
+        holder = row.agent_id
         if row.state != FlowRunState.CANCELLING and row.reschedule_count < max_reschedules:
             row.reschedule_count += 1
             new_state = FlowRunState.SCHEDULED
@@ -57,6 +59,7 @@ def sweep(session: Session, timeout: float, max_reschedules: int) -> list[tuple[
             message = f"{why}; rescheduled {row.reschedule_count} time(s) already (the most allowed), so it Failed"
             row.end_time = now
         row.state, row.state_message = new_state, message
+        record_state(session, row.id, new_state, message, now, holder)
         row.version += 1
         row.updated = now
         add_log(session, row.id, "WARNING" if new_state == FlowRunState.SCHEDULED else "ERROR", message, logger.name)
