@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -124,3 +125,20 @@ def test_recovery_records_the_reschedule_and_the_failure(fresh_server: Callable[
             ("Failed", aid),
         ]
         assert "rescheduled (1 of 1)" in recorded[1]["message"] and "most allowed" in recorded[2]["message"]
+
+
+def test_agents_are_live_within_the_seen_window_then_stale(fresh_server: Callable[..., LiveServer]) -> None:
+    live = fresh_server("sqlite", env={"HEADWATER__SERVER__AGENT_SEEN_WINDOW": "1"})
+    with httpx.Client(base_url=live.api, timeout=30) as api:
+        aid = agent(api, "soon-stale", ["x"])
+        assert [(a["id"], a["live"]) for a in api.get("/agents").json()] == [(aid, True)]
+
+        def stale() -> bool:
+            return api.get("/agents").json()[0]["live"] is False
+
+        deadline = time.monotonic() + 15
+        while not stale() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert stale()
+        assert api.post(f"/agents/{aid}/heartbeat").json()["live"] is True
+        assert api.get("/agents").json()[0]["live"] is True

@@ -23,6 +23,11 @@ class Agent(Model):
     labels: list[str]
     created: datetime.datetime
     last_seen: datetime.datetime
+    live: bool = Field(
+        True,
+        description="Seen within the server's server.agent_seen_window (the window explain uses); "
+        "GET /agents sets it, the other answers are made as the agent is seen.",
+    )
 
 
 class ClaimRequest(Model):

@@ -51,5 +51,6 @@ def agent_heartbeat(agent_id: str, request: Request) -> Agent:
 
 @router.get("", response_model=list[Agent], dependencies=[AGENT])
 def list_agents(request: Request) -> list[Agent]:
+    """Every agent, last seen first; ``live``: seen within the ``server.agent_seen_window`` setting."""
     with db(request) as session:
-        return agents.list_agents(session)
+        return agents.list_agents(session, request.app.state.settings.agent_seen_window)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -12,9 +14,15 @@ from headwater.server.errors import Conflict
 from headwater.server.models.common import get_or_404, new_id, utcnow
 
 
-def _agent(row: AgentRow) -> Agent:
+def _agent(row: AgentRow, live: bool = True) -> Agent:
     return Agent(
-        id=row.id, name=row.name, kind=row.kind, labels=row.labels, created=row.created, last_seen=row.last_seen
+        id=row.id,
+        name=row.name,
+        kind=row.kind,
+        labels=row.labels,
+        created=row.created,
+        last_seen=row.last_seen,
+        live=live,
     )
 
 
@@ -52,5 +60,8 @@ def agent_heartbeat(session: Session, agent_id: str) -> Agent:
     return _agent(row)
 
 
-def list_agents(session: Session) -> list[Agent]:
-    return [_agent(r) for r in session.scalars(select(AgentRow).order_by(AgentRow.last_seen.desc()))]
+def list_agents(session: Session, seen_within: float | None = None) -> list[Agent]:
+    """Every agent, last seen first; ``live`` when seen in the last ``seen_within`` seconds (None: all are)."""
+    since = utcnow() - datetime.timedelta(seconds=seen_within) if seen_within is not None else None
+    rows = session.scalars(select(AgentRow).order_by(AgentRow.last_seen.desc()))
+    return [_agent(r, since is None or r.last_seen >= since) for r in rows]
