@@ -58,12 +58,14 @@ def add_parser(commands: Any, argv: Sequence[str] | None = None) -> None:
     A kind's own options are added only when ``argv`` is an ``agent`` command, so
     other commands don't import the agents (and the client they use).
     """
+    agent = commands.add_parser("agent", help="run an agent: it takes flow runs from the server and starts them")
+    wanted = list(argv or [])[:2]
+    if wanted[:1] != ["agent"]:
+        return  # the registry imports the agent package (and the client): ~1 s that other commands don't need
     from headwater.agent.registry import registry
     from headwater.plugins import PluginError
 
-    agent = commands.add_parser("agent", help="run an agent: it takes flow runs from the server and starts them")
     kinds = agent.add_subparsers(dest="agent_kind", required=True, metavar="KIND")
-    wanted = list(argv or [])[:2]
     known = registry.known_kinds()
     for kind in known:
         # `agent KIND ...` loads that kind; `agent` or `agent --help` loads all (to describe them)

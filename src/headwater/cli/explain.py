@@ -18,17 +18,25 @@ def add_parser(commands: Any) -> None:
 def _explain(args: argparse.Namespace) -> int:
     with make_client() as client:
         verdict = client.explain_flow_run(args.flow_run_id)
-    print(f"Flow run {verdict['flow_run_id']}: {verdict['state']}, labels [{labels(verdict['labels'])}]")
-    print(verdict["message"])
+    print(format_verdict(verdict))
+    return 0
+
+
+def format_verdict(verdict: dict[str, Any]) -> str:
+    """The answer of ``GET /runs/{id}/explain`` as text: the run, the verdict, a table of the agents.
+
+    Also printed by ``run --watch`` when a run stays Scheduled (``watch.py``).
+    """
+    lines = [f"Flow run {verdict['flow_run_id']}: {verdict['state']}, labels [{labels(verdict['labels'])}]"]
+    lines.append(verdict["message"])
     if verdict["agents"]:
-        print()
         rows = [
             [a["name"], a["kind"], labels(a["labels"]), when_text(a["last_seen"]), "yes" if a["can_run"] else "no",
              a["reason"]]
             for a in verdict["agents"]
         ]  # fmt: skip
-        print(table(["agent", "kind", "labels", "last seen", "can run", "why"], rows))
-    return 0
+        lines += ["", table(["agent", "kind", "labels", "last seen", "can run", "why"], rows)]
+    return "\n".join(lines)
 
 
 def when_text(value: str) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from headwater.cli.api import add_label_option, api_command, labels, make_client, table, when
+from headwater.cli.api import api_command, labels, make_client, table, when
+from headwater.cli.runs import add_run_filters
 
 
 def add_parser(commands: Any) -> None:
@@ -17,12 +18,8 @@ def add_parser(commands: Any) -> None:
     flows.add_argument("--name", help="only flows of this name")
     flows.add_argument("--all", action="store_true", help="include archived versions")
     flows.set_defaults(handler=_flows)
-    runs = sub.add_parser("flow-runs", help="list flow runs, newest first")
-    runs.add_argument("--state", action="append", help="only runs in this state (repeatable)")
-    runs.add_argument("--project", help="only runs of this project's flows")
-    runs.add_argument("--flow", help="only runs of flows of this name")
-    add_label_option(runs, "only runs carrying this label (repeatable: all must be there)")
-    runs.add_argument("--limit", type=int, default=20, help="show at most this many (default 20)")
+    runs = sub.add_parser("flow-runs", help="list flow runs, newest first (also `headwater runs ls`)")
+    add_run_filters(runs)
     runs.set_defaults(handler=_flow_runs)
     sub.add_parser("agents", help="list agents, most recently seen first").set_defaults(handler=_agents)
     sub.add_parser("secrets", help="list the API's secrets (names only)").set_defaults(handler=_secrets)

@@ -1,4 +1,9 @@
-"""``headwater`` entry point. Each command group lives in its own module (``server.py``, ...)."""
+"""``headwater`` entry point. Each command group lives in its own module (``server.py``, ...).
+
+``docs/cli.md`` describes every command. This module is imported by every
+flow-run process (``headwater execute flow-run``): keep heavy imports inside
+the handlers.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from headwater.cli.common import fail
+from headwater.cli.common import Parser, fail
 
 
 def _parse_param(text: str) -> tuple[str, Any]:
@@ -19,6 +24,19 @@ def _parse_param(text: str) -> tuple[str, Any]:
         return name, json.loads(raw)
     except json.JSONDecodeError:
         return name, raw
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    """``--executor-kwargs``: a JSON object, or an error naming what is wrong with it."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not JSON: {exc}; give an object like '{{\"num_workers\": 2}}'"
+        ) from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a JSON object (the executor's keyword arguments)")
+    return value
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -32,7 +50,7 @@ def _run(args: argparse.Namespace) -> int:
     from headwater.storage.script import extract_flow_from_file
 
     flow = extract_flow_from_file(path=args.file, flow_name=args.name)
-    executor = executor_from_path(args.executor, json.loads(args.executor_kwargs)) if args.executor else None
+    executor = executor_from_path(args.executor, args.executor_kwargs) if args.executor else None
     state = flow.run(
         parameters=dict(args.param),
         executor=executor,
@@ -44,32 +62,77 @@ def _run(args: argparse.Namespace) -> int:
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The whole command line; ``argv`` (the arguments to parse) lets ``agent`` load only the kind asked for."""
-    parser = argparse.ArgumentParser(prog="headwater", description="headwater workflow orchestrator")
-    commands = parser.add_subparsers(dest="command", required=True)
+    from headwater import __version__
+
+    parser = Parser(prog="headwater", description="headwater workflow orchestrator; docs/cli.md has every command")
+    parser.add_argument("--version", action="version", version=f"headwater {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("version", help="print headwater's version")
     run = commands.add_parser(
         "run", help="run a flow: from a .py file here and now, or a registered flow through the API (--project)"
     )
     run.add_argument("file", nargs="?", help="the .py file that builds the flow (run here and now)")
     run.add_argument("--name", help="which flow, when the file has several; with --project, the flow to run")
-    run.add_argument("--param", "-p", action="append", default=[], type=_parse_param,
-                     metavar="NAME=VALUE", help="a parameter (value parsed as JSON when it can be)")
-    run.add_argument("--executor",
-                     help="executor import path or kind, e.g. headwater.executors.LocalDaskExecutor or local-dask")
-    run.add_argument("--executor-kwargs", default="{}", help="executor kwargs as JSON")
+    run.add_argument(
+        "--param",
+        "-p",
+        action="append",
+        default=[],
+        type=_parse_param,
+        metavar="NAME=VALUE",
+        help="a parameter (value parsed as JSON when it can be)",
+    )
+    run.add_argument(
+        "--executor", help="executor import path or kind, e.g. headwater.executors.LocalDaskExecutor or local-dask"
+    )
+    run.add_argument(
+        "--executor-kwargs",
+        type=_json_object,
+        metavar="JSON",
+        help="the --executor's keyword arguments as a JSON object, e.g. '{\"num_workers\": 2}'",
+    )
     api = run.add_argument_group("through the API", "create a flow run on the server instead of running here")
     api.add_argument("--project", help="the registered flow's project: run through the API")
-    api.add_argument("--label", "-l", action="append", default=None, metavar="LABEL",
-                     help="a label of the run, instead of the flow's (repeatable)")
+    api.add_argument(
+        "--label",
+        "-l",
+        action="append",
+        default=None,
+        metavar="LABEL",
+        help="a label of the run, instead of the flow's (repeatable)",
+    )
     api.add_argument("--run-name", help="a name for the run")
-    api.add_argument("--watch", action="store_true",
-                     help="follow states and logs until the run ends; exit 1 unless it ends Success")
+    api.add_argument(
+        "--watch", action="store_true", help="follow states and logs until the run ends; exit 1 unless it ends Success"
+    )
+    api.add_argument(
+        "--stuck-after",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="with --watch: when the run is still Scheduled after this long, say which agents could "
+        "take it and why not (default 5)",
+    )
     run.set_defaults(handler=_run)
-    from headwater.cli import agent, create, delete, execute, explain, get, logs, quickstart, register, server, token
+    from headwater.cli import (
+        agent,
+        control,
+        create,
+        delete,
+        execute,
+        explain,
+        get,
+        logs,
+        quickstart,
+        register,
+        runs,
+        server,
+        token,
+    )
 
     server.add_parser(commands)
     agent.add_parser(commands, argv)
-    for group in (create, delete, register, get, logs, explain, quickstart, execute, token):
+    for group in (create, delete, register, get, runs, control, logs, explain, quickstart, execute, token):
         group.add_parser(commands)
     return parser
 
@@ -81,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "version":
         from headwater import __version__
 
-        print(__version__)
+        print(f"headwater {__version__}")
         return 0
     try:
         return int(args.handler(args))

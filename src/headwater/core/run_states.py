@@ -28,3 +28,16 @@ class FlowRunState(StrEnum):
 FINISHED: frozenset[FlowRunState] = frozenset({FlowRunState.SUCCESS, FlowRunState.FAILED, FlowRunState.CANCELLED})
 #: The states of a run an agent holds: claimed and not finished (what recovery watches).
 HELD: frozenset[FlowRunState] = frozenset({FlowRunState.SUBMITTED, FlowRunState.RUNNING, FlowRunState.CANCELLING})
+
+
+def parse_state(name: str) -> FlowRunState:
+    """The state called ``name`` in any case (``scheduled`` → ``Scheduled``).
+
+    Raises:
+        ValueError: naming the unknown state and listing the valid ones.
+    """
+    for state in FlowRunState:
+        if state.value.lower() == name.strip().lower():
+            return state
+    valid = ", ".join(state.value for state in FlowRunState)
+    raise ValueError(f"unknown flow-run state {name!r}: the states are {valid} (any case)")

@@ -29,13 +29,56 @@ class DatabaseError(RuntimeError):
     """The database can't be used; the message names it and the fix."""
 
 
+#: What a valid database URL looks like, for messages.
+URL_FORMS = "sqlite:///path/to/file.db (three slashes, then the path) or postgresql://user@host:port/db"
+
+
 def database_url(url: str | None, home: Path) -> str:
-    """The SQLAlchemy URL for ``url`` (default: a SQLite file in ``home``)."""
+    """The SQLAlchemy URL for ``url`` (default: a SQLite file in ``home``).
+
+    Raises:
+        DatabaseError: ``url`` is not a database URL headwater can serve from (see ``check_url``).
+    """
     if url is None:
         return f"sqlite:///{home / 'headwater.db'}"
     if url.startswith("postgresql://") or url.startswith("postgres://"):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    check_url(url)
     return url
+
+
+def check_url(url: str) -> None:
+    """Refuse a URL that is malformed, of another database, or in memory, saying what a good one looks like.
+
+    An in-memory SQLite database lives as long as one connection, and the server
+    opens many (and recovery, claims and the notifier each their own), so every
+    one would see an empty database of its own: the server needs a file.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseError(f"database URL {url!r} is not a URL: use {URL_FORMS}") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.host or parsed.username or parsed.port:
+            guess = url.split("://", 1)[1]
+            raise DatabaseError(
+                f"database URL {url!r} is not a SQLite URL headwater can use: a SQLite URL has three slashes and "
+                f"then the file's path, e.g. sqlite:///{guess} (relative) or sqlite:////var/lib/{guess} (absolute); "
+                "PostgreSQL is postgresql://user@host:port/db"
+            )
+        memory = parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory"
+        if memory or (parsed.database or "").startswith("file::memory:"):
+            raise DatabaseError(
+                f"database URL {url!r} is an in-memory SQLite database: it lasts only as long as one connection, "
+                "but a server's database must outlive every connection (and the server itself); use a file, "
+                "e.g. sqlite:///headwater.db"
+            )
+    elif backend == "postgresql":
+        if not parsed.database:
+            raise DatabaseError(f"database URL {describe(url)} names no database: use {URL_FORMS}")
+    else:
+        raise DatabaseError(f"database {describe(url)}: headwater supports SQLite and PostgreSQL: use {URL_FORMS}")
 
 
 def describe(url: str) -> str:
@@ -71,20 +114,15 @@ def create_db_engine(url: str, statement_timeout: float = 30.0) -> Engine:
         DatabaseError: the URL is malformed, the SQLite file can't be opened for
             writing, or the PostgreSQL server does not answer.
     """
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise DatabaseError(
-            f"database URL {url!r} is not a URL: use sqlite:///path/to/file.db or postgresql://user@host/db"
-        ) from exc
+    check_url(url)
+    parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        path = parsed.database
-        if path and path != ":memory:":
-            folder = Path(path).expanduser().resolve().parent
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise DatabaseError(f"can't create the folder of SQLite database {path}: {exc}") from exc
+        path = parsed.database or ""
+        folder = Path(path).expanduser().resolve().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseError(f"can't create the folder of SQLite database {path}: {exc}") from exc
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=20, max_overflow=40
         )
@@ -95,11 +133,6 @@ def create_db_engine(url: str, statement_timeout: float = 30.0) -> Engine:
         if statement_timeout > 0:
             connect_args["options"] = f"-c statement_timeout={max(int(statement_timeout * 1000), 1)}"
         engine = create_engine(url, pool_size=20, max_overflow=40, pool_pre_ping=True, connect_args=connect_args)
-    else:
-        raise DatabaseError(
-            f"database {describe(url)}: headwater supports SQLite (sqlite:///file.db) and PostgreSQL "
-            "(postgresql://user@host:port/db)"
-        )
     check_writable(engine)
     _WATCHES[engine] = FullWatch(engine)
     return engine

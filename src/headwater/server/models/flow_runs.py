@@ -14,7 +14,7 @@ from sqlalchemy import Select, Table, bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from headwater.core.run_states import FINISHED, FlowRunState
+from headwater.core.run_states import FINISHED, FlowRunState, parse_state
 from headwater.schemas.flow_runs import (
     Explain,
     ExplainAgent,
@@ -212,7 +212,15 @@ def list_flow_runs(
     offset: int = 0,
     limit: int = 100,
 ) -> FlowRunPage:
-    """Runs matching every filter given (each label given must be on the run), newest first."""
+    """Runs matching every filter given (each label given must be on the run), newest first.
+
+    ``state`` names are matched in any case (``scheduled`` is ``Scheduled``); an
+    unknown one is refused (422) rather than matching nothing.
+    """
+    try:
+        states = [parse_state(name) for name in state or ()]
+    except ValueError as exc:
+        raise Invalid(f"GET /runs?state=: {exc}") from None
     labels = sorted(set(label or ()))
     if len(labels) > MAX_LABEL_FILTERS:
         raise Invalid(
@@ -221,8 +229,8 @@ def list_flow_runs(
         )
     since, until = _utc_filter("since", since), _utc_filter("until", until)
     query = _with_names()
-    if state:
-        query = query.where(FlowRunRow.state.in_(state))
+    if states:
+        query = query.where(FlowRunRow.state.in_([s.value for s in states]))
     if flow_id is not None:
         query = query.where(FlowRunRow.flow_id == flow_id)
     if flow_name is not None:
