@@ -198,7 +198,8 @@ def test_reference_tasks_decide_the_flow_state():
     flow.set_reference_tasks([ok, broken])
     state = run(flow)
     assert isinstance(state, Failed)
-    assert state.message == f"reference task(s) did not succeed: {broken.slug}"
+    assert state.message.startswith(f"{broken.slug} failed: ")
+    assert state.message.endswith(f"; reference task(s) did not succeed: {broken.slug}")
     # the failed flow still holds every task's state
     assert state.result[ok].result == 2
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from headwater.core.errors import ParameterError
 from headwater.core.flow import Flow
-from headwater.core.state import Cancelled, Failed, Pending, Running, State, Success
+from headwater.core.state import Cancelled, Failed, Pending, Running, State, Success, TriggerFailed
 from headwater.core.task import Parameter
 from headwater.engine.context import FlowRunContext, _current_flow_run, take_deployment
 from headwater.engine.handlers import StateHandler, notify_flow
@@ -171,7 +171,13 @@ def _run(flow: Flow, parameters: dict[str, Any], executor: Any, ctx: FlowRunCont
         if cancelled:
             final = Cancelled(f"the flow run was cancelled: {cancelled} task(s) did not start", by_task)
         elif failed:
-            final = Failed(f"reference task(s) did not succeed: {', '.join(failed)}", by_task)
+            # the task that failed first (by when it finished; a TriggerFailed only follows an upstream's
+            # failure) and its error, then the reference tasks: a summary that says what went wrong
+            order = {call.task: i for i, (call, _) in enumerate(calls)}
+            causes = [(t, s) for t, s in by_task.items() if s.is_failed() and not isinstance(s, TriggerFailed)]
+            causes.sort(key=lambda ts: (ts[1].finished_at or float("inf"), order[ts[0]]))
+            first = f"{causes[0][0].slug or causes[0][0].name} failed: {causes[0][1].message}; " if causes else ""
+            final = Failed(f"{first}reference task(s) did not succeed: {', '.join(failed)}", by_task)
         else:
             final = Success("all reference tasks succeeded", by_task)
     final.started_at, final.finished_at = started, time.time()
