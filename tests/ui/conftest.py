@@ -122,7 +122,8 @@ def ui_live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiLive]:
         client.create_project("acceptance")
         gate = home / "gate"
         flow_id = register_script(client, write_flow(home, "ui_demo", DEMO_FLOW.format(gate=str(gate))))
-        agents.start("-l", "ui", "--name", "ui-agent")
+        # a cancelled run whose task holds on is stopped after 3 s, not the default 30
+        agents.start("-l", "ui", "--name", "ui-agent", env={"HEADWATER__AGENT__CANCEL_GRACE": "3"})
         wait_for(lambda: client.list_agents(), timeout=30, what="the UI tests' agent")
         yield UiLive(server, client, agents, flow_id, gate)
     finally:

@@ -107,6 +107,10 @@ def test_the_run_page_shows_a_finished_run(ui_live: UiLive, page: Any, screensho
     assert page.locator("#cancel").count() == 0  # a finished run has nothing to cancel
     screenshot(page, "run")
     screenshot(page, "run-mobile", width=390)
+    page.locator("section:has(h2:text('Task graph'))").scroll_into_view_if_needed()
+    screenshot(page, "run-graph")
+    page.locator("section:has(h2:text('Logs'))").scroll_into_view_if_needed()
+    screenshot(page, "run-logs")
 
 
 def test_a_running_run_updates_live_and_can_be_cancelled(ui_live: UiLive, page: Any) -> None:
