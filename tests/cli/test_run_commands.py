@@ -221,7 +221,8 @@ def test_run_watch_explains_a_run_no_agent_takes(client: Client, project: str, s
     process = subprocess.Popen(
         [sys.executable, "-m", "headwater.cli", "run", "--project", project, "--name", "cli-ops",
          "-l", label, "--watch", "--stuck-after", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "HEADWATER__API__URL": server.url},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "HEADWATER__API__URL": server.url},
     )  # fmt: skip
     killer = threading.Timer(60, process.kill)
     killer.start()

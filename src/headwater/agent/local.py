@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from headwater.agent.base import Agent, logger
+from headwater.agent.common import log_to_run
 from headwater.client.errors import ApiError
 from headwater.core.run_states import FINISHED, HELD, FlowRunState
 
@@ -197,23 +198,29 @@ class LocalAgent(Agent):
         except ApiError as exc:
             logger.warning("could not read flow run %s after its process ended: %s", flow_run_id, exc)
             return False
-        if run.state in FINISHED:
-            logger.info("flow run %s ended %s; its process %s", flow_run_id, run.state, how)
-            return True
-        if not self.holds(run) or run.state not in HELD:  # recovered meanwhile, maybe claimed again since
-            logger.info("flow run %s is %s and not this agent's any more; its process %s", flow_run_id, run.state, how)
+        if run.state in FINISHED or not self.holds(run) or run.state not in HELD:
+            # finished (by the process itself, or cancelled), or recovered meanwhile and maybe claimed again:
+            # the run's state is not this agent's to set, but why its process gave up still belongs in its log
+            whose = "ended" if run.state in FINISHED else "is not this agent's any more, now"
+            logger.info("flow run %s %s %s; its process %s", flow_run_id, whose, run.state, how)
+            report = self._exit_report(flow_run_id)
+            if report and report[2:] not in (run.state_message or ""):
+                log_to_run(self.client, flow_run_id, "WARNING", f"the flow-run process {how}{report}")
             return True
         message = f"the flow-run process {how}"
         if run.state == FlowRunState.SUBMITTED and stopping:
             self.put_back(run, f"its process was stopped before it started the run ({message})")
-        elif run.state == FlowRunState.CANCELLING:
-            cancelled = f"{message} while the run was cancelling" + self._exit_report(flow_run_id)
-            self.fail_flow_run(flow_run_id, cancelled, FlowRunState.CANCELLED, run.version)
+            return True
+        if run.state == FlowRunState.CANCELLING:
+            message += " while the run was cancelling" + self._exit_report(flow_run_id)
+            state = FlowRunState.CANCELLED
         else:
             if code == 0:
                 message += f" but left the run {run.state}"
             message += self._exit_report(flow_run_id)  # why the process gave up, in its own words
-            self.fail_flow_run(flow_run_id, message, FlowRunState.FAILED, run.version)
+            state = FlowRunState.FAILED
+        if not self.fail_flow_run(flow_run_id, message, state, run.version):  # then its log line was not written
+            log_to_run(self.client, flow_run_id, "ERROR", message, self.claim(flow_run_id))
         return True
 
     def _exit_report_path(self, flow_run_id: str) -> Path:
