@@ -88,6 +88,7 @@ def test_the_run_page_shows_a_finished_run(ui_live: UiLive, page: Any, screensho
     flaky = next(t["slug"] for t in metadata["tasks"] if t["name"] == "flaky")
     expect(page.locator(f'.gantt-row[data-slug="{flaky}"] .gantt-name')).to_contain_text("×2")
     expect(page.locator(".gantt-row .gantt-bar.state-Success").first).to_be_visible()
+    assert "null" not in page.locator("#gantt").inner_text()
     # the state history
     history = page.locator(".history-row .state")
     expect(history.last).to_have_text("Success")

@@ -44,6 +44,13 @@ export function layout(tasks, edges) {
       if (left === 0) queue.push(v);
     }
   }
+  // a source that feeds only later layers (a Parameter, say) moves next to its first consumer
+  for (const n of queue) {
+    if (n.preds.length || !n.succs.length) continue;
+    let first = Infinity;
+    for (const v of n.succs) first = Math.min(first, v.layer);
+    n.layer = first - 1;
+  }
   const layers = [];
   for (const n of queue) (layers[n.layer] ||= []).push(n);
   // one sweep from the sources: each node sits near the mean position of its predecessors

@@ -240,9 +240,10 @@ export async function render(root, params) {
           style: `left:${((s - start) / span) * 100}%;width:${Math.max(0.3, ((e - s) / span) * 100)}%`,
         })));
     });
-    gantt.replaceChildren(h('div', { class: 'gantt-axis' }, h('span', {}, fmtTime(new Date(start).toISOString())),
+    gantt.replaceChildren(...[h('div', { class: 'gantt-axis' }, h('span', {}, fmtTime(new Date(start).toISOString())),
       h('span', {}, `${duration(new Date(start).toISOString(), new Date(end).toISOString())}`)), ...rows,
-    timed.length > MAX_GANTT_ROWS ? h('p', { class: 'muted small' }, `and ${timed.length - MAX_GANTT_ROWS} more task runs`) : null);
+    timed.length > MAX_GANTT_ROWS ? h('p', { class: 'muted small' }, `and ${timed.length - MAX_GANTT_ROWS} more task runs`) : null,
+    ].filter(Boolean));
   }
 
   // -- logs ----------------------------------------------------------------------------------
