@@ -54,7 +54,8 @@ def watch_tasks(client: Client, flow_run_id: str, out: TextIO | None = None, pol
     live = out.isatty()
     run = client.get_flow_run(flow_run_id)
     slugs = [task.slug for task in client.get_flow(run.flow_id).metadata.tasks]
-    drawn, seen = 0, {}  # lines on screen (live); last state per task and of the run (plain)
+    drawn = 0  # lines on screen (live)
+    seen: dict[str, tuple[str, str | None]] = {}  # the last state and message per task, and of the run (plain)
     while True:
         run = client.get_flow_run(flow_run_id)
         tasks = {task.task_slug: task for task in client.get_task_runs(flow_run_id)}  # after the run: none missed
