@@ -16,10 +16,12 @@ import httpx
 import pytest
 from sqlalchemy import Engine, select
 
+from headwater.schemas.flow_runs import FlowRun
 from headwater.server.database.engine import create_db_engine
 from headwater.server.database.orm import AgentRow
 from headwater.server.errors import Forbidden, NotFound
 from headwater.server.identity import OPERATOR, Caller
+from headwater.server.models.run_states import STATES
 from headwater.server.models.work import ClaimAsk, ClaimTaken, SeenWrites, claim_batch
 from headwater.server.services.claims import ClaimQueue
 
@@ -158,3 +160,37 @@ def test_the_queue_makes_concurrent_claims_each_run_once(api: httpx.Client, engi
     taken = [r.id for o in outcomes[:-1] for r in (o.answer() if isinstance(o, ClaimTaken) else [])]
     assert all(isinstance(o, ClaimTaken) for o in outcomes[:-1]), outcomes
     assert sorted(taken) == sorted(created)  # every run once, 10 asks answered empty
+
+
+def test_each_claim_records_its_submitted_state_once(api: httpx.Client, engine: Engine, unique: str) -> None:
+    project(api, unique)
+    flow_id = register(api, unique, "etl")
+    created = [run(api, flow_id, labels=[unique])["id"] for _ in range(3)]
+    a = agent(api, f"a-{unique}", [unique])
+    b = agent(api, f"b-{unique}", [unique])
+    answers = batch(engine, [
+        ClaimAsk(OPERATOR, a, [unique], 2, claim_id=f"{unique}-a"),
+        ClaimAsk(OPERATOR, b, [unique], 1),
+    ])  # fmt: skip
+    batch(engine, [ClaimAsk(OPERATOR, a, [unique], 2, claim_id=f"{unique}-a")])  # a retry records nothing new
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(STATES.c.flow_run_id, STATES.c.message, STATES.c.agent_id, STATES.c.timestamp)
+            .where(STATES.c.flow_run_id.in_(created), STATES.c.state == "Submitted")
+            .order_by(STATES.c.flow_run_id)
+        ).all()
+    holders = {r.id: r.agent_id for answer in answers for r in ids_and_runs(answer)}
+    submitted = {r.id: r.submitted_at for answer in answers for r in ids_and_runs(answer)}
+    assert sorted(r.flow_run_id for r in rows) == sorted(created)  # one row per claimed run
+    for row in rows:
+        assert row.agent_id == holders[row.flow_run_id]
+        assert row.timestamp == submitted[row.flow_run_id]
+        name = f"a-{unique}" if row.agent_id == a else f"b-{unique}"
+        assert row.message == f"claimed by agent {name!r}"
+    history = api.get(f"/runs/{created[0]}/states").json()
+    assert [h["state"] for h in history] == ["Scheduled", "Submitted"]
+
+
+def ids_and_runs(answer: ClaimTaken | Exception) -> list[FlowRun]:
+    assert isinstance(answer, ClaimTaken), answer
+    return answer.answer()

@@ -1,8 +1,8 @@
 """The state history of flow runs: a row per state a run entered, and reading it back.
 
 Every place that changes a run's state records it here in the same transaction
-(``flow_runs.py``: creation, proposals, cancel; ``services/recovery.py``: reschedule and
-fail). Route: ``GET /runs/{id}/states`` in ``server/api/flow_runs.py``.
+(``flow_runs.py``: creation, proposals, cancel; ``work.py``: the claim;
+``services/recovery.py``: reschedule and fail). Route: ``GET /runs/{id}/states`` in ``server/api/flow_runs.py``.
 """
 
 from __future__ import annotations
@@ -41,9 +41,10 @@ def record(
 def list_states(session: Session, flow_run_id: str) -> list[FlowRunStateEntry]:
     """The run's states, oldest first.
 
-    The claim (``models/work.py``) does not record its Submitted row yet: while the run is
-    under a claim with no row at its ``submitted_at``, that entry is made from the run's
-    ``submitted_at`` and ``agent_id``.
+    The claim (``models/work.py``) records its Submitted row with the take; a run claimed
+    before it did (a database from before migration 0006's version) has none: while such a
+    run is under a claim with no row at its ``submitted_at``, that entry is made from the
+    run's ``submitted_at`` and ``agent_id``.
     """
     run = get_or_404(session, FlowRunRow, flow_run_id, "flow run")
     rows = session.execute(

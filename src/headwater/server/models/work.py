@@ -29,6 +29,7 @@ from sqlalchemy import (
     column,
     exists,
     func,
+    insert,
     select,
     update,
 )
@@ -41,6 +42,7 @@ from headwater.server.errors import ApiError, Forbidden, NotFound
 from headwater.server.identity import Caller
 from headwater.server.models.common import utcnow
 from headwater.server.models.flow_runs import READ_RUNS, to_schema
+from headwater.server.models.run_states import INSERT_STATE, STATES
 
 
 def label_match(agent_labels: list[str]):  # type: ignore[no-untyped-def]
@@ -233,6 +235,9 @@ def _take_sqlite(
                    "p_message": message} for run_id in mine]  # fmt: skip
     if takes:
         connection.execute(_TAKE, takes)
+        connection.execute(INSERT_STATE, [{"flow_run_id": t["p_run"], "state": FlowRunState.SUBMITTED,
+                                           "message": t["p_message"], "timestamp": now, "agent_id": t["p_agent"]}
+                                          for t in takes])  # fmt: skip
     return taken
 
 
@@ -293,7 +298,7 @@ def _claim_statement(labelled: bool) -> Any:
             column("lo", Integer), column("hi", Integer), column("agent", String), column("claim", String),
             column("message", Text), name="shares",
         ).render_derived()  # fmt: skip
-        statement = (
+        taken = (
             update(_RUNS)
             .where(
                 _RUNS.c.id == ranked.c.id,
@@ -313,8 +318,17 @@ def _claim_statement(labelled: bool) -> Any:
                 claim_id=shares.c.claim,
             )
             .returning(*_RUNS.c, _FLOWS.c.name.label("flow_name"), _PROJECTS.c.name.label("project_name"), ranked.c.n)
+            .cte("taken")
         )
-        _CLAIM_STATEMENTS[labelled] = statement
+        noted = (
+            insert(STATES)
+            .from_select(
+                ["flow_run_id", "state", "message", "timestamp", "agent_id"],
+                select(taken.c.id, taken.c.state, taken.c.state_message, taken.c.submitted_at, taken.c.agent_id),
+            )
+            .cte("noted")
+        )
+        statement = _CLAIM_STATEMENTS[labelled] = select(taken).add_cte(noted)
     return statement
 
 
