@@ -234,3 +234,36 @@ def _register_tiny_flow(server: ServerProcess) -> str:
     made = httpx.post(f"{server.api}/flows", json={"project_name": "p", "metadata": metadata})
     assert made.status_code == 201, made.text
     return str(made.json()["id"])
+
+
+def test_with_auth_the_page_asks_for_a_token_and_a_read_only_token_sees_no_writes(tmp_path: Path, page: Any) -> None:
+    from server.test_auth_and_startup import make_token
+
+    home = tmp_path / "auth"
+    server = ServerProcess(home, f"sqlite:///{home / 'hw.db'}", env={"HEADWATER__SERVER__AUTH": "true"})
+    admin, reader = make_token(server, "admin"), make_token(server, "agent")
+    server.start()
+    try:
+        headers = {"Authorization": f"Bearer {admin}"}
+        assert httpx.post(f"{server.api}/projects", json={"name": "p"}, headers=headers).status_code == 201
+        metadata = {"headwater_version": "0", "name": "tiny", "labels": ["nowhere"],
+                    "tasks": [{"slug": "a", "name": "a", "type": "headwater.core.task.Task"}]}  # fmt: skip
+        flow = httpx.post(f"{server.api}/flows", json={"project_name": "p", "metadata": metadata}, headers=headers)
+        run_id = httpx.post(f"{server.api}/runs", json={"flow_id": flow.json()["id"]}, headers=headers).json()["id"]
+        page.goto(f"{server.url}/#/runs/{run_id}")  # the page loads without a token, then asks for one
+        expect(page.locator("#token-dialog")).to_be_visible()
+        page.fill("#token-input", reader)
+        page.click("#token-form button[type=submit]")
+        expect(page.locator("#run-state .state")).to_have_text("Scheduled")
+        # the browser logs the 401 answers that made the page ask; those are expected, nothing else
+        assert page.console_errors and all("401" in e for e in page.console_errors), page.console_errors
+        page.console_errors.clear()
+        expect(page.locator("#whoami")).to_contain_text("read-only")
+        assert page.locator("#cancel").count() == 0 and page.locator("#rerun").count() == 0
+        page.evaluate("localStorage.setItem('headwater.token', arguments[0])".replace("arguments[0]", repr(admin)))
+        page.reload()
+        expect(page.locator("#cancel")).to_be_visible()
+        expect(page.locator("#rerun")).to_be_visible()
+        assert "read-only" not in page.locator("#whoami").inner_text()
+    finally:
+        server.stop()
