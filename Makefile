@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# `make demo KEEP=1` keeps the server up (until Ctrl-C) to look at the run in the web UI.
 demo: $(STAMP)
-	$(BIN)/headwater quickstart
+	$(BIN)/headwater quickstart $(if $(KEEP),--keep,)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples

@@ -2,9 +2,10 @@
 
 Starts the API server on SQLite and a LocalAgent, registers the example flow with
 Local storage and a LocalEnvironment, runs it with a progress display until it
-finishes, prints its task states and how to do each step by hand, then stops
-everything it started (nothing is left running; the temporary home is removed
-unless ``keep`` is set).
+finishes, prints its task states, the run's address in the web UI and how to do
+each step by hand, then stops everything it started (nothing is left running; the
+temporary home is removed). With ``keep``, the server and agent stay up until Ctrl-C
+(so the run can be looked at in the browser), and the home is kept.
 """
 
 from __future__ import annotations
@@ -96,7 +97,10 @@ def run_quickstart(keep: bool = False, timeout: float = 180.0) -> int:
             for record in client.get_flow_run_logs(run_id):
                 if "on_start" in record.message or "on_exit" in record.message:
                     print(f"  log: {record.message}")
-        print(_by_hand(server.url))
+        print(f"\nSee the run in the browser: {server.url}/#/runs/{run_id}")
+        print(_by_hand(server.url, keep))
+        if keep:
+            _wait_for_interrupt(server.url)
         return 0 if run.state == FlowRunState.SUCCESS else 1
     finally:
         _stop(agent)
@@ -107,9 +111,25 @@ def run_quickstart(keep: bool = False, timeout: float = 180.0) -> int:
             shutil.rmtree(home, ignore_errors=True)
 
 
-def _by_hand(url: str) -> str:
+def _wait_for_interrupt(url: str) -> None:
+    """Keep the server and agent up until Ctrl-C (or SIGTERM)."""
+    print(f"The server stays up at {url} (the web UI at {url}/); press Ctrl-C to stop it.", flush=True)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("\nstopping the server and the agent ...", flush=True)
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _by_hand(url: str, keep: bool = False) -> str:
+    now = "it stays up until Ctrl-C" if keep else "it stops now; `make demo KEEP=1` keeps it up"
     return f"""
-The server was at {url}/api/v1 (it stops now). To do each step by hand:
+The server was at {url}/api/v1 ({now}). To do each step by hand:
   headwater server start                                  # API on http://127.0.0.1:4200, SQLite in ~/.headwater
   headwater agent local start -l demo                     # in another terminal
   headwater create project quickstart

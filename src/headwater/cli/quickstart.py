@@ -8,7 +8,11 @@ from typing import Any
 
 def add_parser(commands: Any) -> None:
     quick = commands.add_parser("quickstart", help="run the example flow through a server and an agent")
-    quick.add_argument("--keep", action="store_true", help="keep the temporary home (database, logs)")
+    quick.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the server and agent up until Ctrl-C (to look at the run in the web UI), and the temporary home",
+    )
     quick.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the run")
     quick.set_defaults(handler=_quickstart)
 
