@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    any_,
     bindparam,
     column,
     exists,
@@ -63,29 +64,44 @@ _RUNS = cast(Table, FlowRunRow.__table__)
 _AGENTS = cast(Table, AgentRow.__table__)
 _FLOWS = cast(Table, FlowRow.__table__)
 _PROJECTS = cast(Table, ProjectRow.__table__)
-#: The claiming agents, each with the runs a claim of the batch sent again (same ``claim_id``)
-#: took the first time, still Submitted to it (one row per such run; the run columns are NULL
-#: for an agent without): a retry's answer costs no statement of its own.
-_AGENTS_OF = (
-    select(
-        _AGENTS.c.id,
-        _AGENTS.c.name,
-        _AGENTS.c.owner,
-        _AGENTS.c.labels,
-        _RUNS.c.id.label("again_run"),
-        _RUNS.c.claim_id.label("again_claim"),
-    )
-    .outerjoin(
-        _RUNS,
-        and_(
-            _RUNS.c.agent_id == _AGENTS.c.id,
-            _RUNS.c.claim_id.in_(bindparam("p_claims", expanding=True)),
-            _RUNS.c.state == FlowRunState.SUBMITTED,
-        ),
-    )
-    .where(_AGENTS.c.id.in_(bindparam("p_ids", expanding=True)))
-    .order_by(_RUNS.c.scheduled_start_time, _RUNS.c.created, _RUNS.c.id)
-)
+_AGENTS_OF: dict[str, Any] = {}
+
+
+def _agents_of(dialect: str) -> Any:
+    """The claiming agents (``p_ids``), each with the runs a claim of the batch sent again
+    (``p_claims``) took the first time, still Submitted to it (one row per such run; the run
+    columns are NULL for an agent without): a retry's answer costs no statement of its own.
+
+    On PostgreSQL the ids are one array parameter (``= ANY``), so the statement's text is the
+    same for every batch and the driver prepares it once.
+    """
+    statement = _AGENTS_OF.get(dialect)
+    if statement is None:
+        if dialect == "postgresql":
+            agent_in = _AGENTS.c.id == any_(bindparam("p_ids", type_=ARRAY(String)))
+            claim_in = _RUNS.c.claim_id == any_(bindparam("p_claims", type_=ARRAY(String)))
+        else:
+            agent_in = _AGENTS.c.id.in_(bindparam("p_ids", expanding=True))
+            claim_in = _RUNS.c.claim_id.in_(bindparam("p_claims", expanding=True))
+        statement = _AGENTS_OF[dialect] = (
+            select(
+                _AGENTS.c.id,
+                _AGENTS.c.name,
+                _AGENTS.c.owner,
+                _AGENTS.c.labels,
+                _RUNS.c.id.label("again_run"),
+                _RUNS.c.claim_id.label("again_claim"),
+            )
+            .outerjoin(
+                _RUNS,
+                and_(_RUNS.c.agent_id == _AGENTS.c.id, claim_in, _RUNS.c.state == FlowRunState.SUBMITTED),
+            )
+            .where(agent_in)
+            .order_by(_RUNS.c.scheduled_start_time, _RUNS.c.created, _RUNS.c.id)
+        )
+    return statement
+
+
 _SEEN = update(_AGENTS).where(_AGENTS.c.id == bindparam("p_agent")).values(last_seen=bindparam("p_now"))
 _RELABEL = (
     update(_AGENTS)
@@ -178,7 +194,9 @@ def claim_batch(
     claim_ids = sorted({ask.claim_id for ask in asks if ask.claim_id is not None})
     agents: dict[str, Any] = {}
     before: dict[tuple[str, str], list[str]] = {}  # (agent, claim id) → the runs that claim took
-    for row in connection.execute(_AGENTS_OF, {"p_ids": sorted({a.agent_id for a in asks}), "p_claims": claim_ids}):
+    for row in connection.execute(
+        _agents_of(connection.dialect.name), {"p_ids": sorted({a.agent_id for a in asks}), "p_claims": claim_ids}
+    ):
         agents[row.id] = row
         if row.again_run is not None:
             before.setdefault((row.id, row.again_claim), []).append(row.again_run)
