@@ -106,6 +106,8 @@ async function showWho() {
   }
 }
 
+// "Skip to content" links to #main, which the router would take for a route: it moves the focus instead.
+document.querySelector('a.skip').addEventListener('click', (event) => { event.preventDefault(); root().focus(); });
 window.addEventListener('hashchange', () => navigate(true));
 window.addEventListener('hw:token', () => { showWho(); navigate(false); });
 watchServer();
