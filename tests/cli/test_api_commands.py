@@ -131,7 +131,7 @@ def test_run_errors(client: Client, registered: str, capsys: pytest.CaptureFixtu
         (["run", "flow.py", "--project", registered, "--name", "x"], "not both"),
         (["run", "--project", registered], "--project needs --name FLOW"),
         (["run", "flow.py", "--watch"], "--watch only work(s) with --project"),
-        (["run", "--project", registered, "--name", "x", "--executor", "e"], "--executor is for"),
+        (["run", "--project", registered, "--name", "x", "--executor", "e"], "--executor-kwargs are for"),
     ]:
         assert main(args) == 2, args
         assert message in capsys.readouterr().err
