@@ -10,16 +10,15 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from client.live import LiveServer, drive_run, free_port, unique
+from client.live import drive_run, free_port, unique
 from headwater.cli import main
 from headwater.client import Client
 
-FLOW_FILE = '''
+FLOW_FILE = """
 from headwater import Flow, Parameter, task
 
 @task
@@ -28,22 +27,7 @@ def double(x):
 
 with Flow("cli-etl") as flow:
     double(Parameter("x", default=1))
-'''
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = LiveServer(tmp_path_factory.mktemp("cli-server")).start()
-    yield live
-    live.stop()
-
-
-@pytest.fixture
-def client(server: LiveServer, settings_env) -> Iterator[Client]:
-    """A client of the server, whose URL the CLI reads from HEADWATER__API__URL."""
-    settings_env(API__URL=server.url)
-    with Client(server.url) as c:
-        yield c
+"""
 
 
 @pytest.fixture

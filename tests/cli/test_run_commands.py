@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -37,20 +36,6 @@ def show(y):
 with Flow("cli-ops") as flow:
     show(double(Parameter("x", default=1)))
 """
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = LiveServer(tmp_path_factory.mktemp("cli-ops-server")).start()
-    yield live
-    live.stop()
-
-
-@pytest.fixture
-def client(server: LiveServer, settings_env) -> Iterator[Client]:
-    settings_env(API__URL=server.url)
-    with Client(server.url) as c:
-        yield c
 
 
 @pytest.fixture
