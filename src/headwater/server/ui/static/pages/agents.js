@@ -3,7 +3,7 @@
 // server's agent_seen_window setting (the `live` field of GET /agents), stale otherwise (docs/ui.md).
 
 import { api } from '../api.js';
-import { fmtTime, h, labels, poll, shortId, stateBadge } from '../util.js';
+import { fmtTime, h, labels, poll, replaceKeepingFocus, shortId, stateBadge } from '../util.js';
 import { useCss } from './flows.js';
 
 const HELD = ['Submitted', 'Running', 'Cancelling'];
@@ -56,7 +56,7 @@ export async function render(root) {
       rows.push(h('tr', {}, h('td', { colspan: 6, class: 'muted empty' },
         'No agent has registered. Start one with `headwater agent local start -l LABEL`.')));
     }
-    body.replaceChildren(...rows);
+    replaceKeepingFocus(body, ...rows);
     count.textContent = `${agents.length} agent(s), ${agents.filter((a) => a.live).length} healthy`;
   }
   await refresh();

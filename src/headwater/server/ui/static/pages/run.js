@@ -4,7 +4,8 @@
 import { ApiError, api, canWrite } from '../api.js';
 import { drawDag } from '../dag.js';
 import {
-  FINISHED, duration, errorNotice, fmtTime, h, hasPage, labels, parseTime, poll, shortId, stateBadge,
+  FINISHED, duration, errorNotice, fmtTime, h, hasPage, labels, parseTime, poll, replaceKeepingFocus, shortId,
+  stateBadge,
 } from '../util.js';
 
 const POLL_MS = 2000;
@@ -155,12 +156,13 @@ export async function render(root, params) {
       ['Duration', h('span', { id: 'run-duration' }, run.start_time ? duration(run.start_time, run.end_time) : '—')],
       ['Claims', `${run.attempt}${run.reschedule_count ? ` (rescheduled ${run.reschedule_count}×)` : ''}`],
     ];
-    facts.replaceChildren(...rows.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
-    actions.replaceChildren();
+    replaceKeepingFocus(facts, ...rows.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
+    const buttons = [];
     if (writable && !FINISHED.has(run.state) && run.state !== 'Cancelling') {
-      actions.append(h('button', { type: 'button', class: 'danger', id: 'cancel', onclick: cancel }, 'Cancel run'));
+      buttons.push(h('button', { type: 'button', class: 'danger', id: 'cancel', onclick: cancel }, 'Cancel run'));
     }
-    if (run.state === 'Scheduled') actions.append(h('a', { class: 'button', href: `#/runs/${run.id}/explain` }, 'Why is it waiting?'));
+    if (run.state === 'Scheduled') buttons.push(h('a', { class: 'button', href: `#/runs/${run.id}/explain` }, 'Why is it waiting?'));
+    replaceKeepingFocus(actions, ...buttons);
   }
 
   async function cancel(event) {

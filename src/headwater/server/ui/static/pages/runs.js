@@ -2,7 +2,9 @@
 // Filters live in the hash (#/runs?state=Running&flow_name=etl&offset=50) so a view can be bookmarked.
 
 import { api } from '../api.js';
-import { FLOW_RUN_STATES, duration, fmtTime, h, labels, poll, shortId, stateBadge, errorNotice } from '../util.js';
+import {
+  FLOW_RUN_STATES, duration, fmtTime, h, labels, poll, replaceKeepingFocus, shortId, stateBadge, errorNotice,
+} from '../util.js';
 
 const PAGE = 25;
 const POLL_MS = 2000;
@@ -155,7 +157,7 @@ export async function render(root, params) {
       rows.push(h('tr', {}, h('td', { colspan: 8, class: 'muted empty' },
         page.total ? 'No runs on this page.' : 'No runs match. Start one with `headwater run` or from a flow.')));
     }
-    body.replaceChildren(...rows);
+    replaceKeepingFocus(body, ...rows);
     const last = Math.min(offset + page.flow_runs.length, page.total);
     summary.textContent = page.total ? `${offset + 1}–${last} of ${page.total}` : '0 runs';
     prev.disabled = offset === 0;
