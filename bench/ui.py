@@ -4,7 +4,7 @@
 
 Figures (SQLite, the embedded default):
 - ``runs_page``: the API calls the Runs page (``pages/runs.js``) and the shell (``app.js``) make when
-  the page loads — ``GET /tokens/me``, ``GET /runs?offset=0&limit=25``, ``GET /agents`` — timed
+  the page loads — ``GET /whoami``, ``GET /runs?offset=0&limit=25``, ``GET /agents`` — timed
   together, with 10,000 runs in the database; baseline: ``GET /health`` in the same run (the HTTP
   floor). Target: the page's calls ≤ 500 ms (median).
 - ``run_page_dag``: a run of a registered 1,000-task flow (never run: it stays Scheduled) opened in
@@ -76,14 +76,14 @@ def runs_page(client: Client, samples: int) -> dict[str, Any]:
         http.request("GET", "/health")
         health.append((time.perf_counter() - start) * 1000)
         start = time.perf_counter()
-        http.request("GET", "/tokens/me")
+        http.request("GET", "/whoami")
         answer = http.request("GET", "/runs", params={"offset": 0, "limit": PAGE_SIZE})
         http.request("GET", "/agents")
         page.append((time.perf_counter() - start) * 1000)
     assert len(answer["flow_runs"]) == PAGE_SIZE
     return {
         "runs_in_database": answer["total"],
-        "calls": ["GET /tokens/me", f"GET /runs?offset=0&limit={PAGE_SIZE}", "GET /agents"],
+        "calls": ["GET /whoami", f"GET /runs?offset=0&limit={PAGE_SIZE}", "GET /agents"],
         "page_ms": summary(page),
         "baseline_health_ms": summary(health),
         "target_median_ms": 500,

@@ -114,7 +114,8 @@ def run_quickstart(keep: bool = False, timeout: float = 180.0) -> int:
 def _wait_for_interrupt(url: str) -> None:
     """Keep the server and agent up until Ctrl-C (or SIGTERM)."""
     print(f"The server stays up at {url} (the web UI at {url}/); press Ctrl-C to stop it.", flush=True)
-    signal.signal(signal.SIGTERM, _interrupt)
+    for signum in (signal.SIGINT, signal.SIGTERM):  # SIGINT too: a parent may have left it ignored
+        signal.signal(signum, _interrupt)
     try:
         while True:
             time.sleep(3600)

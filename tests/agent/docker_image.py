@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dockerd import HOST_CA_BUNDLE, REPO
+from headwater.containers.dockerfile import BUILD_REQUIREMENTS
 
 #: the stand-in's path inside the image.
 STANDIN_PATH = "/opt/headwater-test/standin.py"
@@ -43,6 +44,7 @@ def dockerfile(base_image: str, extra_requirements: list[str] | None = None) -> 
             f"RUN {json.dumps([*pip, *core_requirements()])}",
             *extras,
             "COPY source /opt/headwater-src",
+            f"RUN {json.dumps([*pip, *BUILD_REQUIREMENTS])}",
             f"RUN {json.dumps([*pip, '--no-deps', '--no-build-isolation', '/opt/headwater-src'])}",
             f"COPY standin.py {STANDIN_PATH}",
             "",

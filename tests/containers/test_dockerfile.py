@@ -26,10 +26,7 @@ HERE = {"python": "3.11.2", "cloudpickle": cloudpickle.__version__}
 
 def flow_source(name: str = "etl") -> str:
     return (
-        "from headwater import Flow, task\n"
-        "@task\n"
-        "def one():\n    return 1\n"
-        f"with Flow({name!r}) as flow:\n    one()\n"
+        f"from headwater import Flow, task\n@task\ndef one():\n    return 1\nwith Flow({name!r}) as flow:\n    one()\n"
     )
 
 
@@ -56,6 +53,7 @@ def test_render_orders_the_steps_from_least_to_most_often_changed() -> None:
         'RUN ["python", "-m", "pip", "install", "cloudpickle==3.1.3", "httpx>=0.27"]',
         'RUN ["python", "-m", "pip", "install", "pandas"]',
         'COPY ["ctx/src", "/opt/headwater/source"]',
+        'RUN ["python", "-m", "pip", "install", "setuptools>=77"]',
         'RUN ["python", "-m", "pip", "install", "--no-deps", "--no-build-isolation", "/opt/headwater/source"]',
         'COPY ["ctx/files/0/a.txt", "/opt/a.txt"]',
         'ENV MODE="prod"',
@@ -235,3 +233,12 @@ def test_the_healthcheck_imports_what_requires_names_too() -> None:
 
     (problem,) = healthcheck.dependency_problems("etl", Flow("etl"), {"DaskExecutor": ["no_such_module_here", "json"]})
     assert "uses DaskExecutor, which needs the module 'no_such_module_here'" in problem
+
+
+def test_the_build_requirements_are_the_source_trees() -> None:
+    # the source is built without isolation in images: what it needs to build is installed first
+    import tomllib
+    from pathlib import Path
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    assert list(dockerfile.BUILD_REQUIREMENTS) == pyproject["build-system"]["requires"]

@@ -55,7 +55,7 @@ SCOPE = {
     ("GET", "/tokens"): "admin",
     ("POST", "/tokens"): "admin",
     ("DELETE", "/tokens/{token_id}"): "admin",
-    ("GET", "/tokens/me"): "agent",
+    ("GET", "/whoami"): "agent",
     ("GET", "/secrets"): "user",
     ("PUT", "/secrets/{name}"): "user",
     ("GET", "/secrets/{name}"): "agent",

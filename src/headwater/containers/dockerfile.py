@@ -25,6 +25,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+#: What building headwater from its source needs: ``pyproject.toml``'s ``[build-system] requires``
+#: (a test keeps them equal). Installed before the source, which is built without isolation:
+#: an image's own setuptools may be older (Debian's reads no SPDX ``license`` string).
+BUILD_REQUIREMENTS = ("setuptools>=77",)
+
 #: where the flow payloads go in the image (``/opt/headwater/flows/<flow-slug>.headwater``).
 FLOWS_DIR = "/opt/headwater/flows"
 #: where the healthcheck script goes in the image.
@@ -109,6 +114,7 @@ def render(plan: DockerfilePlan) -> str:
         lines += [
             "# headwater itself, from a copy of the source tree it runs from where the image was built.",
             _copy(plan.headwater_source, SOURCE_DIR),
+            _pip(list(BUILD_REQUIREMENTS)),
             _pip(["--no-deps", "--no-build-isolation", SOURCE_DIR]),
         ]
     elif plan.headwater_requirement:

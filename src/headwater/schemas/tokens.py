@@ -58,7 +58,7 @@ class TokenCreated(TokenInfo):
 
 
 class TokenSelf(Model):
-    """What the caller's own token may do (``GET /tokens/me``): the web UI hides what it can't write."""
+    """What the caller's own token may do (``GET /whoami``): the web UI hides what it can't write."""
 
     auth: bool = Field(description="Whether this server needs tokens at all.")
     token: TokenInfo | None = Field(None, description="The caller's token; None when auth is off.")

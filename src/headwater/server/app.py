@@ -102,7 +102,7 @@ def create_app(settings: ServerSettings, home: Path, recovery: bool = True) -> F
     app.state.secret_key = secret_key
     for module in (health, projects, flows, flow_runs, task_runs, logs, agents, work, tokens, secrets):
         app.include_router(module.router, prefix=API_PREFIX)
-    app.include_router(token_self.router, prefix=API_PREFIX)  # GET /tokens/me (the UI asks what it may write)
+    app.include_router(token_self.router, prefix=API_PREFIX)  # GET /whoami (the UI asks what it may write)
     mount_ui(app)  # the web UI at / and /ui/ (server/ui/)
 
     @app.exception_handler(ApiError)

@@ -1,4 +1,7 @@
-"""``GET /tokens/me``: the caller's own token and whether it may write; the web UI's side is ``ui/static/api.js``."""
+"""``GET /whoami``: the caller's own token and whether it may write; the web UI's side is ``ui/static/api.js``.
+
+Not under ``/tokens``: there ``/tokens/{id}`` takes DELETE, so ``/tokens/me`` would look deletable.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +14,10 @@ from headwater.server.models import tokens
 from headwater.server.models.tokens import SCOPES
 from headwater.server.routing import CheckedRoute
 
-router = APIRouter(prefix="/tokens", tags=["tokens"], route_class=CheckedRoute)
+router = APIRouter(tags=["tokens"], route_class=CheckedRoute)
 
 
-@router.get("/me", response_model=TokenSelf, dependencies=[AGENT])
+@router.get("/whoami", response_model=TokenSelf, dependencies=[AGENT])
 def token_self(request: Request) -> TokenSelf:
     """The caller's token (any valid token may ask) and whether it may write runs; with auth off, anyone may."""
     if not request.app.state.auth:

@@ -91,10 +91,10 @@ export async function api(path, { method = 'GET', query, body, signal } = {}) {
 
 let selfPromise = null;
 
-/** `GET /tokens/me`, cached until the token changes: {auth, token, can_write}. */
+/** `GET /whoami`, cached until the token changes: {auth, token, can_write}. */
 export function whoami() {
   if (!selfPromise) {
-    selfPromise = api('/tokens/me').catch((error) => { selfPromise = null; throw error; });
+    selfPromise = api('/whoami').catch((error) => { selfPromise = null; throw error; });
   }
   return selfPromise;
 }
