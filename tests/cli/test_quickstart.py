@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -16,6 +17,7 @@ def test_quickstart_prints_the_runs_ui_address_and_keep_serves_it_until_interrup
     process = subprocess.Popen(
         [sys.executable, "-m", "headwater", "quickstart", "--keep", "--timeout", "240"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,  # its server and agent are in its group: a failed test stops them all
     )  # fmt: skip
     assert process.stdout is not None
     lines: list[str] = []
@@ -47,6 +49,6 @@ def test_quickstart_prints_the_runs_ui_address_and_keep_serves_it_until_interrup
         except httpx.TransportError:
             pass
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # whatever is left of its group (nothing, when it passed)
+        process.wait()
