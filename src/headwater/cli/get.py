@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from headwater.cli.api import api_command, labels, make_client, table, when
-from headwater.cli.runs import add_run_filters
+from headwater.cli.runs import add_run_filters, print_more, runs_page
 
 
 def add_parser(commands: Any) -> None:
@@ -51,19 +51,14 @@ def _flows(args: argparse.Namespace) -> int:
 
 @api_command
 def _flow_runs(args: argparse.Namespace) -> int:
-    if args.limit < 1:
-        raise ValueError(f"--limit must be at least 1, not {args.limit}")
     with make_client() as client:
-        page = client.list_flow_runs_page(
-            state=args.state, project_name=args.project, flow_name=args.flow, label=args.label, limit=args.limit
-        )
+        page = runs_page(client, args)
     rows = [
         [r.run_name, r.flow_name, r.project_name, r.state, labels(r.labels), when(r.created), r.id]
         for r in page.flow_runs
     ]
     print(table(["name", "flow", "project", "state", "labels", "created", "id"], rows, empty="no flow runs"))
-    if page.total > len(page.flow_runs):
-        print(f"({len(page.flow_runs)} of {page.total}; use --limit to see more)")
+    print_more(page)
     return 0
 
 

@@ -66,14 +66,25 @@ def duration(run: Any, now: datetime.datetime | None = None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-@api_command
-def _ls(args: argparse.Namespace) -> int:
+def runs_page(client: Any, args: argparse.Namespace) -> Any:
+    """The first page of runs the filters of ``add_run_filters`` ask for (``--limit`` checked)."""
     if args.limit < 1:
         raise ValueError(f"--limit must be at least 1, not {args.limit}")
+    return client.list_flow_runs_page(
+        state=args.state, project_name=args.project, flow_name=args.flow, label=args.label, limit=args.limit
+    )
+
+
+def print_more(page: Any) -> None:
+    """Say how many runs the page left out, if any."""
+    if page.total > len(page.flow_runs):
+        print(f"({len(page.flow_runs)} of {page.total}; use --limit to see more)")
+
+
+@api_command
+def _ls(args: argparse.Namespace) -> int:
     with make_client() as client:
-        page = client.list_flow_runs_page(
-            state=args.state, project_name=args.project, flow_name=args.flow, label=args.label, limit=args.limit
-        )
+        page = runs_page(client, args)
         agents = {a.id: a.name for a in client.list_agents()} if any(r.agent_id for r in page.flow_runs) else {}
     rows = [
         [r.id, r.flow_name, r.state, duration(r), agents.get(r.agent_id, r.agent_id) if r.agent_id else "-",
@@ -81,8 +92,7 @@ def _ls(args: argparse.Namespace) -> int:
         for r in page.flow_runs
     ]  # fmt: skip
     print(table(["id", "flow", "state", "duration", "agent", "started"], rows, empty="no flow runs"))
-    if page.total > len(page.flow_runs):
-        print(f"({len(page.flow_runs)} of {page.total}; use --limit to see more)")
+    print_more(page)
     return 0
 
 
