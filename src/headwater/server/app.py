@@ -1,4 +1,4 @@
-"""The API application: routes under ``/api/v1``, the database, the notifier, the recovery service.
+"""The API application: routes under ``/api/v1``, the database, the claim waiter and notifier, recovery.
 
 ``create_app`` connects to and migrates the database before returning, so a bad
 database is a clear error at start-up, not on the first request.
@@ -7,7 +7,8 @@ database is a clear error at start-up, not on the first request.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,19 @@ from starlette.routing import Match
 
 from headwater import __version__
 from headwater.config.settings import ServerSettings
-from headwater.server.api import agents, flow_runs, flows, health, logs, projects, secrets, task_runs, tokens, work
+from headwater.server.api import (
+    agents,
+    flow_runs,
+    flows,
+    health,
+    logs,
+    projects,
+    retention,
+    secrets,
+    task_runs,
+    tokens,
+    work,
+)
 from headwater.server.api import whoami as token_self
 from headwater.server.database.engine import create_db_engine, database_trouble, database_url, full_watch
 from headwater.server.database.migrate import upgrade
@@ -33,6 +46,8 @@ from headwater.server.secret_key import SecretKey
 from headwater.server.services.claims import ClaimQueue
 from headwater.server.services.notifier import WorkNotifier, peer_channel
 from headwater.server.services.recovery import RecoveryService
+from headwater.server.services.sweep import ChangeSweep
+from headwater.server.services.waiter import ClaimWaiters
 from headwater.server.ui import mount_ui
 
 API_PREFIX = "/api/v1"
@@ -63,27 +78,31 @@ def create_app(settings: ServerSettings, home: Path, recovery: bool = True) -> F
     engine = create_db_engine(database_url(settings.database_url, home), settings.statement_timeout)
     upgrade(engine)
     sessions = sessionmaker(engine, expire_on_commit=False)
-    notifier = WorkNotifier(peer_channel(engine))  # also wakes claims waiting on other server processes
+    waiters = ClaimWaiters()  # long-polling claims wait here, on the event loop
+    notifier = WorkNotifier(waiters.wake, peer_channel(engine))  # also wakes claims on other server processes
+    sweep = ChangeSweep(engine, waiters.wake, lambda: waiters.active)
     service = RecoveryService(sessions, settings, notifier.notify) if recovery else None
     claims = ClaimQueue(engine)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        import anyio.to_thread
-
-        # long-polling claims each hold a worker thread while they wait
-        anyio.to_thread.current_default_thread_limiter().total_tokens = 400
+        waiters.start()
+        restore = _answer_waiters_on_stop(waiters)
         notifier.start()
+        sweep.start()
         if service is not None:
             service.start()
         try:
             yield
         finally:
+            waiters.stop()
             if service is not None:
                 service.stop()
+            sweep.stop()
             notifier.stop()
             claims.stop()
             engine.dispose()
+            restore()
 
     app = FastAPI(
         title="headwater API",
@@ -97,10 +116,11 @@ def create_app(settings: ServerSettings, home: Path, recovery: bool = True) -> F
     app.state.engine = engine
     app.state.sessions = sessions
     app.state.notifier = notifier
+    app.state.waiters = waiters
     app.state.claims = claims
     app.state.auth = auth_required(settings)
     app.state.secret_key = secret_key
-    for module in (health, projects, flows, flow_runs, task_runs, logs, agents, work, tokens, secrets):
+    for module in (health, projects, flows, retention, flow_runs, task_runs, logs, agents, work, tokens, secrets):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(token_self.router, prefix=API_PREFIX)  # GET /whoami (the UI asks what it may write)
     mount_ui(app)  # the web UI at / and /ui/ (server/ui/)
@@ -153,6 +173,41 @@ def create_app(settings: ServerSettings, home: Path, recovery: bool = True) -> F
         return JSONResponse(status_code=422, content={"detail": f"a value can't be stored: {reason}"})
 
     return app
+
+
+def _answer_waiters_on_stop(waiters: ClaimWaiters) -> Callable[[], None]:
+    """Answer waiting claims as soon as SIGINT or SIGTERM asks the server to stop; returns the undo.
+
+    uvicorn lets open requests finish before it shuts the app down, and a long-polling
+    claim would hold the stop for its whole wait. The server's own handlers (uvicorn's)
+    still run after ours. Nothing is done off the main thread (an app served in a thread).
+    """
+    previous: dict[int, Any] = {}
+
+    def stopping(signum: int, frame: Any) -> None:
+        waiters.stop()
+        handler = previous.get(signum)
+        if callable(handler):
+            handler(signum, frame)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            handler = signal.getsignal(signum)
+            if callable(handler):
+                previous[signum] = handler
+                signal.signal(signum, stopping)
+        except ValueError:  # not the main thread
+            return lambda: None
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            try:
+                if signal.getsignal(signum) is stopping:
+                    signal.signal(signum, handler)
+            except ValueError:
+                pass
+
+    return restore
 
 
 def _trouble_message(kind: str, reason: str, settings: ServerSettings) -> str:

@@ -20,7 +20,7 @@ def create_flow_run(body: FlowRunCreate, request: Request) -> Response:
     """Schedule a run; its labels are the flow version's (copied on), unless given."""
     with db(request) as session:
         run = flow_runs.create_flow_run(session, body, request.app.state.settings.max_parameters_size)
-    request.app.state.notifier.notify()
+    request.app.state.notifier.notify([run.labels])
     # serialized once here: the hot path of run creation (FastAPI would validate the model again)
     return Response(run.model_dump_json(), status_code=201, media_type="application/json")
 
@@ -69,7 +69,7 @@ def set_flow_run_state(flow_run_id: str, body: SetState, request: Request) -> Fl
         guard_run_write(session, request, flow_run_id)
         run = flow_runs.set_flow_run_state(session, flow_run_id, body)
         if run.state == FlowRunState.SCHEDULED:
-            request.app.state.notifier.notify()
+            request.app.state.notifier.notify([run.labels])
         return run
 
 

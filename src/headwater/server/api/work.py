@@ -1,26 +1,27 @@
-"""The claim route, with long-polling: it answers as soon as a matching run is due."""
+"""The claim route, with long-polling: it answers as soon as a matching run is due.
+
+A waiting claim holds no thread and runs no query: it awaits the process's shared waiter
+(``services/waiter.py``) under its label set, which wakes it only when a run its labels fit
+may have become claimable (``services/notifier.py``), when a run it was told about becomes
+due, or when the sweep (``services/sweep.py``) finds a run no notice announced. Its
+connection closing ends the wait at once, without claiming.
+"""
 
 from __future__ import annotations
 
-import time
+import asyncio
+import contextlib
 
 from fastapi import APIRouter, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from headwater.schemas.agents import ClaimRequest, ClaimResponse
 from headwater.schemas.flow_runs import FlowRun
 from headwater.server.deps import AGENT
 from headwater.server.identity import caller_of
-from headwater.server.models.common import utcnow
 from headwater.server.models.work import ClaimAsk
 from headwater.server.routing import CheckedRoute
 
 router = APIRouter(prefix="/work", tags=["work"], route_class=CheckedRoute)
-
-#: Longest sleep between checks while long-polling. Runs made through another server process
-#: on the same database wake the wait too (``services/notifier.py``); this only bounds what a
-#: lost notice (e.g. while a PostgreSQL listener reconnects) can cost.
-RECHECK_SECONDS = 5.0
 
 
 @router.post("/claim", response_model=ClaimResponse, dependencies=[AGENT])
@@ -33,23 +34,43 @@ async def claim(body: ClaimRequest, request: Request) -> Response:
     ends without claiming: a run must never be handed to an agent that can't
     receive it.
     """
-    notifier = request.app.state.notifier
+    waiters = request.app.state.waiters
     claims = request.app.state.claims
-    ask = ClaimAsk(caller_of(request), body.agent_id, body.labels, body.limit, body.claim_id)
-    deadline = time.monotonic() + min(body.wait, request.app.state.settings.max_claim_wait)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + min(body.wait, request.app.state.settings.max_claim_wait)
+    key = tuple(body.labels)
+    gone: asyncio.Task[object] | None = None
+    try:
+        while True:
+            # A label set that found nothing, with nothing changed since, skips the search
+            # (``ClaimAsk.look``); the claim still checks its agent and answers a retry.
+            known_empty = waiters.known_empty(key)
+            since = waiters.stamp(key)
+            ask = ClaimAsk(caller_of(request), body.agent_id, body.labels, body.limit, body.claim_id, not known_empty)
+            taken = await claims.claim(ask)
+            runs = taken.answer()
+            if not runs and ask.look:
+                waiters.note_empty(key, since, taken.due)
+            if runs or loop.time() >= deadline or waiters.stopped:
+                return _answer(runs)
+            if gone is None:
+                gone = asyncio.ensure_future(_disconnected(request))
+            await waiters.wait(key, since, deadline - loop.time(), gone)
+            if gone.done():
+                return _answer([])
+    finally:
+        if gone is not None and not gone.done():
+            gone.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await gone
+
+
+async def _disconnected(request: Request) -> object:
+    """Completes when the client goes away (the body was read already: the next message is the disconnect)."""
     while True:
-        seen = notifier.generation
-        taken = await claims.claim(ask)
-        runs = taken.answer()
-        remaining = deadline - time.monotonic()
-        if runs or remaining <= 0:
-            return _answer(runs)
-        timeout = min(remaining, RECHECK_SECONDS)
-        if taken.due is not None:
-            timeout = min(timeout, max((taken.due - utcnow()).total_seconds(), 0.005))
-        await run_in_threadpool(notifier.wait, seen, timeout)
-        if await request.is_disconnected():
-            return _answer([])
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return message
 
 
 def _answer(runs: list[FlowRun]) -> Response:

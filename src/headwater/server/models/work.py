@@ -153,13 +153,19 @@ def _candidates(labelled: bool) -> Any:
 
 @dataclass(frozen=True)
 class ClaimAsk:
-    """One claim request: who asks, for which agent, with which labels, how many runs."""
+    """One claim request: who asks, for which agent, with which labels, how many runs.
+
+    ``look=False`` skips the search for due runs (the server knows its label set has none:
+    ``services/waiter.py``); everything else of a claim still holds — its agent is checked
+    (404, 403), a retried ``claim_id`` answers what it took, ``last_seen`` is written.
+    """
 
     caller: Caller
     agent_id: str
     labels: list[str]
     limit: int
     claim_id: str | None = None
+    look: bool = True
 
 
 @dataclass
@@ -212,9 +218,9 @@ def claim_batch(
     _note_agents(connection, [ask for ask, _ in allowed], agents, now, seen)
     groups: dict[tuple[str, ...], list[int]] = {}
     for position, (ask, _) in enumerate(allowed):
-        if position in fresh:
+        if position in fresh and ask.look:
             groups.setdefault(tuple(ask.labels), []).append(position)
-    shares = {position: (allowed[position][0], agents[allowed[position][0].agent_id].name) for position in fresh}
+    shares = {p: (allowed[p][0], agents[allowed[p][0].agent_id].name) for ps in groups.values() for p in ps}
     rows: dict[str, Any] = {}
     for labels, positions in groups.items():
         take = _take_postgres if connection.dialect.name == "postgresql" else _take_sqlite
@@ -224,10 +230,14 @@ def claim_batch(
     unread = [run_id for ids in taken.values() for run_id in ids if run_id not in rows]
     if unread:
         rows.update((row.id, row) for row in connection.execute(READ_RUNS, {"p_ids": unread}))
+    dues: dict[tuple[str, ...], datetime.datetime | None] = {}
     for position, (ask, answer) in enumerate(allowed):
         answer.rows = [rows[run_id] for run_id in taken.get(position, []) if run_id in rows]
-        if not answer.rows:
-            answer.due = next_due(connection, ask.labels)
+        if not answer.rows and ask.look:
+            key = tuple(ask.labels)
+            if key not in dues:
+                dues[key] = next_due(connection, ask.labels)
+            answer.due = dues[key]
     return answers
 
 

@@ -58,6 +58,8 @@ class ClaimQueue:
         self._threads: list[threading.Thread] = []
         self._stopped = False
         self._seen = SeenWrites()
+        self.asked = 0  # claims made (for tests and benchmarks)
+        self.looked = 0  # of which searched for runs (``ClaimAsk.look``)
 
     async def claim(self, ask: ClaimAsk) -> ClaimTaken:
         """Make this claim in the next batch; raises its refusal (NotFound, Forbidden) or database error."""
@@ -101,6 +103,8 @@ class ClaimQueue:
                     _close(connection)
                     return
                 batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+                self.asked += len(batch)
+                self.looked += sum(1 for waiting in batch if waiting.ask.look)
             try:
                 connection = connection or self._connect()
                 self._settle(batch, _make(connection, batch, self._seen))

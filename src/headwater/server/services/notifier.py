@@ -1,37 +1,43 @@
-"""Wakes waiting claim calls as soon as work may be due (a run created, put back, rescheduled).
+"""Tells waiting claims that work may be due (a run created, put back, rescheduled), here and on peers.
 
-A generation counter avoids lost wake-ups: a claimer reads the generation,
-looks for work, and waits only if the generation has not moved since. The
-waiting loop is ``server/api/work.py``'s claim route.
+A notice carries the label sets of the runs it is about where the caller knows them
+(``notify([["gpu"], []])``), so only the claims those runs fit wake; a plain
+``notify()`` wakes every waiting claim. The waiting itself is ``waiter.py``'s (one
+shared waiter per server process); this module carries notices to it, and between
+server processes.
 
-Several server processes may share one database (replicas behind a load
-balancer): a run created through one must wake a claim long-polling on another.
-Each process's notifier therefore also tells its peers, through a channel on the
-database itself:
+Several server processes may share one database (replicas behind a load balancer):
+a run created through one must wake a claim long-polling on another. Each process's
+notifier therefore also tells its peers, through a channel on the database itself:
 
 - PostgreSQL: ``LISTEN``/``NOTIFY`` on the channel ``headwater_work``. A listener
   thread holds its own connection; a sender thread sends ``pg_notify`` on another,
   so the request that called :meth:`WorkNotifier.notify` does not wait for the
-  round trip (notifications sent while one is under way are coalesced into one).
+  round trip. Notices sent while one is under way are coalesced into one; its payload
+  is the sender's token and the label sets (JSON), or the token alone — "wake every
+  claim" — when they would not fit PostgreSQL's 8,000-byte payload.
 - SQLite: the other processes are on this machine, so a 16-byte file beside the
   database (``<database>-notify``) is the change counter: :meth:`notify` writes a new
-  value into it, and a thread in every process reads it every 20 ms. (``PRAGMA
-  data_version`` would wake claimers on *every* commit, a claim's own included —
-  a claim updates its agent's ``last_seen`` — so waiters would keep waking each other.)
+  value into it, and a thread in every process reads it every 20 ms (a ``pread`` of 16
+  bytes; nothing else runs unless it changed). It carries no labels: a change wakes
+  every claim of the other processes. (``PRAGMA data_version`` would wake claimers on
+  *every* commit, a claim's own included — a claim updates its agent's ``last_seen``.)
 
-A peer's notice only wakes local waiters, which then claim through the database as
+A peer's notice only wakes local claims, which then claim through the database as
 always: a run is still claimed once (``server/models/work.py``), and a notice lost
-(e.g. while the listener reconnects) costs at most the route's recheck interval.
+(e.g. while the listener reconnects, which also wakes every claim) is found by the
+sweep (``sweep.py``) within its interval.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +49,13 @@ logger = logging.getLogger("headwater.server.notifier")
 PG_CHANNEL = "headwater_work"
 #: How often the SQLite change counter is read.
 POLL_SECONDS = 0.02
+#: Longest payload sent with labels (PostgreSQL refuses 8,000 bytes and more); longer: wake all.
+MAX_PAYLOAD = 7900
+
+#: Label sets of runs that may be claimable now; None: unknown runs (wake every claim).
+Change = frozenset[frozenset[str]] | None
+#: What a notice is handed to: the shared waiter's ``wake``.
+Wake = Callable[[Change], None]
 
 
 class PeerChannel:
@@ -50,10 +63,10 @@ class PeerChannel:
 
     # -- hooks for subclasses ------------------------------------------------------
 
-    def start(self, wake: Callable[[], None]) -> None:
+    def start(self, wake: Wake) -> None:
         """Begin listening; call ``wake`` (from any thread) when a peer signals."""
 
-    def signal(self) -> None:
+    def signal(self, change: Change) -> None:
         """Tell the peers; must be cheap, it is called on the request path."""
 
     def stop(self) -> None:
@@ -61,16 +74,11 @@ class PeerChannel:
 
 
 class WorkNotifier:
-    """Wake-ups for long-polling claims: this process's, and (with a channel) its peers'."""
+    """Notices for long-polling claims: this process's, and (with a channel) its peers'."""
 
-    def __init__(self, peers: PeerChannel | None = None) -> None:
-        self._condition = threading.Condition()
-        self._generation = 0
+    def __init__(self, wake: Wake, peers: PeerChannel | None = None) -> None:
+        self._wake = wake
         self._peers = peers
-
-    @property
-    def generation(self) -> int:
-        return self._generation
 
     def start(self) -> None:
         """Start hearing peers (a no-op without a channel)."""
@@ -78,26 +86,19 @@ class WorkNotifier:
             self._peers.start(self._wake)
 
     def stop(self) -> None:
-        """Stop hearing peers, and wake every local waiter (the server is stopping)."""
+        """Stop hearing peers."""
         if self._peers is not None:
             self._peers.stop()
-        self._wake()
 
-    def notify(self) -> None:
-        """Something claimable may have appeared: wake every waiting claimer, here and on peers."""
-        self._wake()
+    def notify(self, labels: Iterable[Iterable[str]] | None = None) -> None:
+        """Runs with these label sets may be claimable now (default: unknown runs, wake every claim).
+
+        Wakes the waiting claims those runs fit, here and on peers; callable from any thread.
+        """
+        change: Change = None if labels is None else frozenset(frozenset(one) for one in labels)
+        self._wake(change)
         if self._peers is not None:
-            self._peers.signal()
-
-    def wait(self, seen: int, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for a notification after generation ``seen``."""
-        with self._condition:
-            return self._condition.wait_for(lambda: self._generation != seen, timeout=max(timeout, 0.0))
-
-    def _wake(self) -> None:
-        with self._condition:
-            self._generation += 1
-            self._condition.notify_all()
+            self._peers.signal(change)
 
 
 def peer_channel(engine: Engine) -> PeerChannel | None:
@@ -130,13 +131,13 @@ class FileChannel(PeerChannel):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self, wake: Callable[[], None]) -> None:
+    def start(self, wake: Wake) -> None:
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, self._mode)
         self._stop.clear()
         self._thread = threading.Thread(target=self._poll, args=(self._fd, wake), name="headwater-notify", daemon=True)
         self._thread.start()
 
-    def signal(self) -> None:
+    def signal(self, change: Change) -> None:
         fd = self._fd
         if fd is None:
             return
@@ -154,7 +155,7 @@ class FileChannel(PeerChannel):
             os.close(self._fd)
             self._fd = None
 
-    def _poll(self, fd: int, wake: Callable[[], None]) -> None:
+    def _poll(self, fd: int, wake: Wake) -> None:
         last = os.pread(fd, 16, 0)
         while not self._stop.wait(self._interval):
             try:
@@ -164,21 +165,23 @@ class FileChannel(PeerChannel):
             if value != last:
                 last = value
                 if value[:8] != self._token:
-                    wake()
+                    wake(None)
 
 
 class PostgresChannel(PeerChannel):
-    """``LISTEN``/``NOTIFY`` on :data:`PG_CHANNEL`; the payload is the sender's token, so a process skips its own."""
+    """``LISTEN``/``NOTIFY`` on :data:`PG_CHANNEL`; the payload names the sender (a process skips its own)."""
 
     def __init__(self, engine: Engine, reconnect_seconds: float = 1.0) -> None:
         self._engine = engine
         self._reconnect = reconnect_seconds
         self._token = uuid.uuid4().hex
         self._pending = threading.Event()
+        self._lock = threading.Lock()
+        self._changes: set[frozenset[str]] | None = set()  # what the next notice says; None: wake all
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
-    def start(self, wake: Callable[[], None]) -> None:
+    def start(self, wake: Wake) -> None:
         self._stop.clear()
         self._threads = [
             threading.Thread(target=self._listen, args=(wake,), name="headwater-listen", daemon=True),
@@ -187,7 +190,12 @@ class PostgresChannel(PeerChannel):
         for thread in self._threads:
             thread.start()
 
-    def signal(self) -> None:
+    def signal(self, change: Change) -> None:
+        with self._lock:
+            if change is None:
+                self._changes = None
+            elif self._changes is not None:
+                self._changes |= change
         self._pending.set()
 
     def stop(self) -> None:
@@ -206,17 +214,18 @@ class PostgresChannel(PeerChannel):
         connection.autocommit = True
         return connection
 
-    def _listen(self, wake: Callable[[], None]) -> None:
+    def _listen(self, wake: Wake) -> None:
         while not self._stop.is_set():
             connection = None
             try:
                 connection = self._connect()
                 connection.execute(f"LISTEN {PG_CHANNEL}")
-                wake()  # a notice may have been missed while not listening
+                wake(None)  # a notice may have been missed while not listening
                 while not self._stop.is_set():
                     for notice in connection.notifies(timeout=0.5):
-                        if notice.payload != self._token:
-                            wake()
+                        token, change = parse_payload(notice.payload)
+                        if token != self._token:
+                            wake(change)
             except Exception as exc:  # the database restarted or dropped us: listen again shortly
                 if not self._stop.is_set():
                     logger.warning("listening for other server processes' work notices failed (%s); "
@@ -233,18 +242,40 @@ class PostgresChannel(PeerChannel):
             if self._stop.is_set():
                 break
             self._pending.clear()
+            with self._lock:
+                changes, self._changes = self._changes, set()
+            payload = make_payload(self._token, changes)
             for attempt in (1, 2):
                 try:
                     if connection is None:
                         connection = self._connect()
-                    connection.execute("SELECT pg_notify(%s, %s)", (PG_CHANNEL, self._token))
+                    connection.execute("SELECT pg_notify(%s, %s)", (PG_CHANNEL, payload))
                     break
                 except Exception as exc:
                     if connection is not None:
                         connection.close()
                         connection = None
                     if attempt == 2:
-                        logger.warning("can't tell other server processes about new work (%s); they find it "
-                                       "on their next recheck", exc)  # fmt: skip
+                        logger.warning("can't tell other server processes about new work (%s); their sweep "
+                                       "finds it", exc)  # fmt: skip
         if connection is not None:
             connection.close()
+
+
+def make_payload(token: str, changes: Iterable[frozenset[str]] | None) -> str:
+    """A notice's payload: ``<token>`` alone (wake every claim), or ``<token> <JSON label sets>``."""
+    if changes is None:
+        return token
+    payload = token + " " + json.dumps(sorted(sorted(labels) for labels in changes), separators=(",", ":"))
+    return payload if len(payload.encode()) <= MAX_PAYLOAD else token
+
+
+def parse_payload(payload: str) -> tuple[str, Change]:
+    """The sender's token and the label sets of a notice's payload (None: wake every claim)."""
+    token, _, rest = payload.partition(" ")
+    if not rest:
+        return token, None
+    try:
+        return token, frozenset(frozenset(str(label) for label in labels) for labels in json.loads(rest))
+    except (ValueError, TypeError):  # not ours, or from a newer version: wake every claim
+        return token, None
