@@ -130,6 +130,10 @@ def test_a_repeated_empty_claim_does_not_search_until_something_fits(local: InPr
         assert local.looked == looked and local.app.state.claims.asked == asked + 5  # asked, but searched nothing
         # the agent is still checked on the way: an unknown one is 404, another label set 403 for its token's agent
         assert api.post("/work/claim", json={**claim, "agent_id": "no-such-agent"}).status_code == 404
+        # also when it long-polls (the check is then made in a batch while it waits)
+        started = time.monotonic()
+        assert api.post("/work/claim", json={**claim, "agent_id": "no-such-agent", "wait": 20}).status_code == 404
+        assert time.monotonic() - started < 10
         run(api, flow_id, labels=["other"])
         assert api.post("/work/claim", json=claim).json()["flow_runs"] == []
         assert local.looked == looked  # a run it does not fit changes nothing
@@ -149,6 +153,10 @@ def test_a_retried_claim_that_took_runs_answers_them_even_when_nothing_is_left(l
         assert local.app.state.waiters.known_empty(("r",))  # the next claim of {r} would not search...
         again = api.post("/work/claim", json=first).json()["flow_runs"]
         assert [r["id"] for r in again] == [created["id"]]  # ...yet a retry still gets what its first try took
+        started = time.monotonic()
+        again = api.post("/work/claim", json={**first, "wait": 20}).json()["flow_runs"]
+        assert [r["id"] for r in again] == [created["id"]]  # also a long-polling one, without waiting its wait out
+        assert time.monotonic() - started < 10
 
 
 def test_last_seen_stays_fresh_for_claims_that_do_not_search(local: InProcess) -> None:

@@ -120,7 +120,9 @@ def create_app(settings: ServerSettings, home: Path, recovery: bool = True) -> F
     app.state.claims = claims
     app.state.auth = auth_required(settings)
     app.state.secret_key = secret_key
-    for module in (health, projects, flows, retention, flow_runs, task_runs, logs, agents, work, tokens, secrets):
+    # the claim route first: agents long-poll it far more often than anything else is called,
+    # and each request is matched against the routes in order
+    for module in (work, health, projects, flows, retention, flow_runs, task_runs, logs, agents, tokens, secrets):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(token_self.router, prefix=API_PREFIX)  # GET /whoami (the UI asks what it may write)
     mount_ui(app)  # the web UI at / and /ui/ (server/ui/)

@@ -18,8 +18,9 @@ from headwater.schemas.agents import ClaimRequest, ClaimResponse
 from headwater.schemas.flow_runs import FlowRun
 from headwater.server.deps import AGENT
 from headwater.server.identity import caller_of
-from headwater.server.models.work import ClaimAsk
+from headwater.server.models.work import ClaimAsk, ClaimTaken
 from headwater.server.routing import CheckedRoute
+from headwater.server.services.claims import QUIET_DELAY
 
 router = APIRouter(prefix="/work", tags=["work"], route_class=CheckedRoute)
 
@@ -39,26 +40,42 @@ async def claim(body: ClaimRequest, request: Request) -> Response:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(body.wait, request.app.state.settings.max_claim_wait)
     key = tuple(body.labels)
-    gone: asyncio.Task[object] | None = None
+    gone: asyncio.Future[object] | None = None
+    checked: asyncio.Future[ClaimTaken] | None = None
     try:
         while True:
             # A label set that found nothing, with nothing changed since, skips the search
-            # (``ClaimAsk.look``); the claim still checks its agent and answers a retry.
-            known_empty = waiters.known_empty(key)
+            # (``ClaimAsk.look``); the claim still checks its agent and answers a retry, in a
+            # batch made while this waits (``services/claims.py``).
             since = waiters.stamp(key)
-            ask = ClaimAsk(caller_of(request), body.agent_id, body.labels, body.limit, body.claim_id, not known_empty)
-            taken = await claims.claim(ask)
-            runs = taken.answer()
-            if not runs and ask.look:
-                waiters.note_empty(key, since, taken.due)
+            quiet = waiters.known_empty(key)
+            ask = ClaimAsk(caller_of(request), body.agent_id, body.labels, body.limit, body.claim_id, not quiet)
+            if quiet:
+                # patient: made within QUIET_DELAY, together with others (a wait=0 claim: at once)
+                checked = asyncio.ensure_future(claims.claim(ask, patient=deadline - loop.time() > QUIET_DELAY))
+                runs: list[FlowRun] = []
+            else:
+                taken = await claims.claim(ask)
+                runs = taken.answer()
+                if not runs:
+                    waiters.note_empty(key, since, taken.due)
+            while not runs and loop.time() < deadline and not waiters.stopped:
+                if gone is None:
+                    gone = asyncio.ensure_future(_disconnected(request))
+                woken = await waiters.wait(key, since, deadline - loop.time(), gone, checked)
+                if gone.done():
+                    return _answer([])
+                if checked is not None and (checked.done() or woken):
+                    runs, checked = (await checked).answer(), None  # its refusal (404, 403) raises here
+                if woken:
+                    break
+            if checked is not None:
+                runs = (await checked).answer()
             if runs or loop.time() >= deadline or waiters.stopped:
                 return _answer(runs)
-            if gone is None:
-                gone = asyncio.ensure_future(_disconnected(request))
-            await waiters.wait(key, since, deadline - loop.time(), gone)
-            if gone.done():
-                return _answer([])
     finally:
+        if checked is not None and not checked.done():
+            checked.cancel()  # the caller went away: its answer is not awaited
         if gone is not None and not gone.done():
             gone.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -12,6 +12,11 @@ the other, and across processes the database's locks still decide.
 
 A batch that fails as a whole (the database full, a statement cancelled) is tried again
 one claim per transaction, so one claim's trouble is that claim's error only.
+
+A claim that does not search for runs (``ClaimAsk.look`` False: an idle agent polling again,
+``services/waiter.py``) is not in a hurry — its claim route waits meanwhile — so it waits up
+to :data:`QUIET_DELAY` for the next batch, or for others like it: hundreds of idle agents
+cost a transaction every :data:`QUIET_DELAY` seconds, not one each.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection, Engine
@@ -33,6 +39,10 @@ logger = logging.getLogger("headwater.server.claims")
 MAX_BATCH = 64
 #: Claiming threads of one server process on PostgreSQL (on SQLite: one).
 CLAIMERS_POSTGRES = 1
+#: Longest a claim that does not search (``ClaimAsk.look`` False) waits for a batch, in seconds.
+QUIET_DELAY = 0.5
+#: Most such claims in one batch.
+MAX_QUIET = 1000
 
 
 @dataclass
@@ -40,6 +50,7 @@ class _Waiting:
     ask: ClaimAsk
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[ClaimTaken]
+    at: float = 0.0  # time.monotonic() when queued
 
 
 class ClaimQueue:
@@ -54,6 +65,7 @@ class ClaimQueue:
         self._engine = engine
         self._workers = CLAIMERS_POSTGRES if engine.dialect.name == "postgresql" else 1
         self._waiting: list[_Waiting] = []
+        self._quiet: list[_Waiting] = []  # claims that do not search, in order
         self._ready = threading.Condition()
         self._threads: list[threading.Thread] = []
         self._stopped = False
@@ -61,8 +73,11 @@ class ClaimQueue:
         self.asked = 0  # claims made (for tests and benchmarks)
         self.looked = 0  # of which searched for runs (``ClaimAsk.look``)
 
-    async def claim(self, ask: ClaimAsk) -> ClaimTaken:
-        """Make this claim in the next batch; raises its refusal (NotFound, Forbidden) or database error."""
+    async def claim(self, ask: ClaimAsk, patient: bool = False) -> ClaimTaken:
+        """Make this claim in the next batch; raises its refusal (NotFound, Forbidden) or database error.
+
+        A ``patient`` claim that does not search waits up to :data:`QUIET_DELAY` seconds for its batch.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[ClaimTaken] = loop.create_future()
         with self._ready:
@@ -75,8 +90,13 @@ class ClaimQueue:
                 ]
                 for thread in self._threads:
                     thread.start()
-            self._waiting.append(_Waiting(ask, loop, future))
-            self._ready.notify()
+            if ask.look or not patient:
+                self._waiting.append(_Waiting(ask, loop, future))
+                self._ready.notify()
+            else:
+                self._quiet.append(_Waiting(ask, loop, future, time.monotonic()))
+                if len(self._quiet) == 1:
+                    self._ready.notify()  # a thread sleeping without a deadline sets one
         return await future
 
     def stop(self) -> None:
@@ -98,11 +118,19 @@ class ClaimQueue:
         while True:
             with self._ready:
                 while not self._waiting and not self._stopped:
-                    self._ready.wait()
-                if not self._waiting:
+                    if not self._quiet:
+                        self._ready.wait()
+                        continue
+                    rest = self._quiet[0].at + QUIET_DELAY - time.monotonic()
+                    if rest <= 0:
+                        break
+                    self._ready.wait(rest)
+                if not self._waiting and not self._quiet:
                     _close(connection)
                     return
                 batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+                quiet, self._quiet = self._quiet[:MAX_QUIET], self._quiet[MAX_QUIET:]
+                batch += quiet  # they ride along with the next batch, or make one together
                 self.asked += len(batch)
                 self.looked += sum(1 for waiting in batch if waiting.ask.look)
             try:

@@ -140,10 +140,10 @@ class ClaimWaiters:
         if stamp != max(self._all_woken, found.woken):  # woken while the claim looked: stale already
             found.empty_stamp = None
 
-    async def wait(self, key: Key, since: int, timeout: float, gone: asyncio.Future[object] | None = None) -> bool:
-        """Wait until ``key`` is woken after ``since``, ``timeout`` seconds pass, or ``gone`` completes.
+    async def wait(self, key: Key, since: int, timeout: float, *until: asyncio.Future[Any] | None) -> bool:
+        """Wait until ``key`` is woken after ``since``, ``timeout`` seconds pass, or one of ``until`` completes.
 
-        Returns whether it was woken (or the server is stopping) rather than timed out or gone.
+        Returns whether it was woken (or the server is stopping).
         """
         found = self._set(key)
         if self._stopped or max(self._all_woken, found.woken) != since:
@@ -152,7 +152,7 @@ class ClaimWaiters:
         future: asyncio.Future[None] = loop.create_future()
         found.waiters.add(future)
         try:
-            waits: set[asyncio.Future[Any]] = {future} if gone is None else {future, gone}
+            waits: set[asyncio.Future[Any]] = {future, *(f for f in until if f is not None)}
             await asyncio.wait(waits, timeout=max(timeout, 0.0), return_when=asyncio.FIRST_COMPLETED)
             return future.done() and not future.cancelled()
         finally:
