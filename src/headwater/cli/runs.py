@@ -39,6 +39,25 @@ def add_parser(commands: Any) -> None:
     watch.set_defaults(handler=_watch)
     control.add_cancel(sub)
     control.add_retry(sub)
+    prune = sub.add_parser(
+        "prune",
+        help="delete finished runs (with their task runs, logs and states) that finished longer ago than a window",
+    )
+    prune.add_argument("--older-than", required=True, type=window_option, metavar="DURATION",
+                       help="runs that finished longer ago than this: seconds, or 90m, 12h, 30d")  # fmt: skip
+    prune.add_argument("--dry-run", action="store_true", help="count what would be deleted; delete nothing")
+    prune.add_argument("--yes", "-y", action="store_true", help="delete without asking (needed when not on a terminal)")
+    prune.set_defaults(handler=_prune)
+
+
+def window_option(text: str) -> float:
+    """``--older-than``: a duration (``30d``, ``12h``, ``90m``, seconds) in seconds."""
+    from headwater.core.durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_run_filters(parser: argparse.ArgumentParser) -> None:
@@ -93,6 +112,49 @@ def _ls(args: argparse.Namespace) -> int:
     ]  # fmt: skip
     print(table(["id", "flow", "state", "duration", "agent", "started"], rows, empty="no flow runs"))
     print_more(page)
+    return 0
+
+
+@api_command
+def _prune(args: argparse.Namespace) -> int:
+    """Count first (a refusal comes before any question), ask unless ``--yes``, then delete request by request."""
+    import sys
+
+    from headwater.core.durations import format_duration
+
+    window = format_duration(args.older_than)
+    with make_client() as client:
+        counted = client.prune_flow_runs(args.older_than, dry_run=True)
+        what = (f"{counted.runs:,} finished run(s) that finished before {when(counted.cutoff)} UTC (older than "
+                f"{window}), with {counted.task_runs:,} task run(s), {counted.logs:,} log line(s) and "
+                f"{counted.states:,} state(s)")  # fmt: skip
+        if not counted.runs:
+            print(f"Nothing to prune: no run finished before {when(counted.cutoff)} UTC (older than {window})")
+            return 0
+        if args.dry_run:
+            print(f"Would delete {what}")
+            return 0
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise ValueError(
+                    f"this would delete {what}; pass --yes to delete without a prompt (standard input is not a "
+                    "terminal), or --dry-run to only count"
+                )
+            if input(f"Delete {what}? [y/N] ").strip().lower() not in ("y", "yes"):
+                print("Nothing deleted")
+                return 1
+        deleted = {"runs": 0, "task_runs": 0, "logs": 0, "states": 0, "batches": 0}
+        while True:
+            done = client.prune_flow_runs(args.older_than)
+            for key in deleted:
+                deleted[key] += getattr(done, key)
+            if done.remaining and done.runs:
+                print(f"deleted {deleted['runs']:,} run(s); {done.remaining:,} to go", flush=True)
+                continue
+            break
+    print(f"Deleted {deleted['runs']:,} finished run(s) older than {window}, with {deleted['task_runs']:,} task "
+          f"run(s), {deleted['logs']:,} log line(s) and {deleted['states']:,} state(s), in {deleted['batches']} "
+          "batch(es)")  # fmt: skip
     return 0
 
 

@@ -18,8 +18,9 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from headwater.client.http import CLAIM_HEADER
 from headwater.core.run_states import FINISHED
-from headwater.schemas.flow_runs import Explain, FlowRun, FlowRunPage
+from headwater.schemas.flow_runs import Explain, FlowRun, FlowRunCreate, FlowRunPage
 from headwater.schemas.logs import MAX_BATCH_BYTES, LogPage, LogRecord, LogRecordIn, log_batches
+from headwater.schemas.retention import PruneResult
 from headwater.schemas.task_runs import TaskRun, TaskRunUpdate
 
 if TYPE_CHECKING:
@@ -95,6 +96,35 @@ class FlowRunsMixin:
         }
         return str(self._http.request("POST", "/runs", json=body, idempotent=idempotency_key is not None)["id"])
 
+    def create_flow_runs(self, runs: Iterable[FlowRunCreate | Mapping[str, Any]]) -> list[str]:
+        """Schedule many runs in one request, all or none; returns their ids in the order given.
+
+        Each run is a ``FlowRunCreate`` or a mapping with :meth:`create_flow_run`'s keywords
+        (``flow_id``, or ``project_name`` + ``flow_name``; ``parameters``, ``labels``,
+        ``idempotency_key``, ``scheduled_start_time``, ``run_name``). If one is refused — an
+        unknown flow (NotFoundError), bad parameters or labels (ValidationError), parameters
+        too large (TooLargeError), an archived flow (ConflictError) — none is made, and the
+        error names it by its index: ``flow_runs[3]: ...``. The server takes at most
+        ``server.max_run_batch`` runs per request (default 1000; more: TooLargeError).
+        """
+        body = []
+        for index, run in enumerate(runs):
+            if isinstance(run, FlowRunCreate):
+                body.append(run.model_dump(mode="json", exclude_unset=True))
+            elif isinstance(run, Mapping):
+                body.append(jsonable(dict(run), f"flow run {index}'s values"))
+            else:
+                raise TypeError(
+                    f"flow run {index} is {type(run).__name__}; give each run as a dict of create_flow_run's keywords "
+                    "(e.g. {'flow_id': ...}) or a FlowRunCreate"
+                )
+        if not body:
+            return []
+        # a retry can't make a run twice when every run carries an idempotency key
+        idempotent = all(run.get("idempotency_key") is not None for run in body)
+        answer = self._http.request("POST", "/runs/batch", json={"flow_runs": body}, idempotent=idempotent)
+        return [str(run["id"]) for run in answer["flow_runs"]]
+
     def get_flow_run(self, flow_run_id: str) -> FlowRun:
         """The run: its state (a name), state_message, labels, parameters, agent_id, version..."""
         return FlowRun.model_validate(self._http.request("GET", f"/runs/{segment(flow_run_id)}"))
@@ -157,6 +187,16 @@ class FlowRunsMixin:
     def cancel_flow_run(self, flow_run_id: str) -> FlowRun:
         """Cancel: a Scheduled run becomes Cancelled, a Submitted or Running one Cancelling."""
         return FlowRun.model_validate(self._http.request("POST", f"/runs/{segment(flow_run_id)}/cancel"))
+
+    def prune_flow_runs(self, older_than: float, *, dry_run: bool = False, max_runs: int = 10_000) -> PruneResult:
+        """Delete finished runs that finished more than ``older_than`` seconds ago (``POST /runs/prune``).
+
+        At most ``max_runs`` per call; the answer's ``remaining`` says how many are left. ConflictError
+        (naming them) when an unfinished run was due before the window; ``dry_run`` only counts.
+        """
+        body = {"older_than": older_than, "dry_run": dry_run, "max_runs": max_runs}
+        # sent again after a lost answer it deletes the rest, or nothing: safe to retry
+        return PruneResult.model_validate(self._http.request("POST", "/runs/prune", json=body, idempotent=True))
 
     def heartbeat_flow_run(self, flow_run_id: str) -> FlowRun:
         """Tell the server the run's process is alive; the answer carries its current state."""

@@ -195,6 +195,23 @@ class ServerSettings(BaseModel):
         description="The Fernet key that encrypts secrets in the database (Fernet.generate_key()); default a key "
         "file <home>/secrets.key made on first use (mode 0600). Every server of one database needs the same key.",
     )
+    prune_older_than: float | None = Field(
+        None,
+        description="Retention: every prune_interval the server deletes finished runs (with their task runs, logs "
+        "and states) that finished longer ago than this — seconds, or 90m, 12h, 30d; unset: keep every run. It "
+        "never deletes unfinished runs, and logs a warning naming those due before the window.",
+    )
+    prune_interval: float = Field(3600.0, gt=0, description="Seconds between the server's retention prunes.")
+    prune_batch_size: int = Field(
+        1000, ge=1, le=100_000, description="Runs a prune deletes per transaction (claims wait at most one batch)."
+    )
+
+    @field_validator("prune_older_than", mode="before")
+    @classmethod
+    def _window(cls, value: Any) -> Any:
+        from headwater.core.durations import parse_duration
+
+        return None if value is None or value == "" else parse_duration(value)
 
 
 class AgentSettings(BaseModel):

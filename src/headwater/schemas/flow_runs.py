@@ -64,7 +64,13 @@ class FlowRun(Model):
 
 class FlowRunPage(Model):
     flow_runs: list[FlowRun]
-    total: int
+    total: int = Field(
+        description="The matching runs, counted up to 100 past this page (see total_exact): a long history "
+        "is not counted to its end on every page."
+    )
+    total_exact: bool = Field(
+        True, description="False when there are more matching runs than total: the count stopped there."
+    )
     offset: int
     limit: int
 

@@ -10,7 +10,7 @@ import datetime
 import json
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, func, insert, select
+from sqlalchemy import Select, Table, and_, bindparam, exists, func, insert, select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -215,10 +215,13 @@ def list_flow_runs(
     """Runs matching every filter given (each label given must be on the run), newest first.
 
     ``state`` names are matched in any case (``scheduled`` is ``Scheduled``); an
-    unknown one is refused (422) rather than matching nothing.
+    unknown one is refused (422) rather than matching nothing. ``total`` counts the
+    matching runs up to ``COUNT_AHEAD`` past the page, read in the same walk of an index as
+    the page itself (``total_exact`` is false when it stopped there): an exact count of a
+    long history reads every matching run, a cost growing with the history.
     """
     try:
-        states = [parse_state(name) for name in state or ()]
+        states = sorted({parse_state(name).value for name in state or ()})
     except ValueError as exc:
         raise Invalid(f"GET /runs?state=: {exc}") from None
     labels = sorted(set(label or ()))
@@ -228,35 +231,107 @@ def list_flow_runs(
             "so a few of the rarest select as well"
         )
     since, until = _utc_filter("since", since), _utc_filter("until", until)
-    query = _with_names()
-    if states:
-        query = query.where(FlowRunRow.state.in_([s.value for s in states]))
+    flow_ids = _flow_ids(session, flow_id, flow_name, project_name)
+    if flow_ids == []:
+        return FlowRunPage(flow_runs=[], total=0, offset=offset, limit=limit)
+    filters: list[Any] = []
+    if agent_id is not None:
+        filters.append(FLOW_RUNS.c.agent_id == agent_id)
+    if labels:
+        filters.append(_has_labels(labels, session.get_bind().dialect.name))
+    if since is not None:
+        filters.append(FLOW_RUNS.c.created >= since)
+    if until is not None:
+        filters.append(FLOW_RUNS.c.created < until)
+    # The column whose values are walked newest first in an index each ((flow_id|state, created, id)):
+    # the flow versions when a flow or project is asked for, else the states.
+    if flow_ids is not None:
+        walk, values = FLOW_RUNS.c.flow_id, flow_ids
+        if states:
+            filters.append(FLOW_RUNS.c.state.in_(states))
+    else:
+        walk, values = FLOW_RUNS.c.state, states
+    ids = _page_ids(session, walk, values, filters, offset, limit + COUNT_AHEAD)
+    if ids or not offset:
+        total, exact = offset + len(ids), len(ids) < limit + COUNT_AHEAD
+    else:  # past the end: count where the end is
+        matching = select(FLOW_RUNS.c.id).where(*filters)
+        if values:
+            matching = matching.where(walk.in_(values))
+        total, exact = session.scalar(select(func.count()).select_from(matching.limit(offset).subquery())) or 0, True
+    return FlowRunPage(
+        flow_runs=read_runs(session, ids[:limit]), total=total, total_exact=exact, offset=offset, limit=limit
+    )
+
+
+#: How many matching runs past the page ``GET /runs`` counts for ``total`` (read with the page, in one walk).
+COUNT_AHEAD = 100
+#: Most values of the walked column read as one index walk each, merged; past it, one ``IN`` and a sort.
+MAX_WALKS = 50
+#: Newest first; the id orders runs created in the same instant.
+NEWEST_FIRST = (FLOW_RUNS.c.created.desc(), FLOW_RUNS.c.id.desc())
+
+
+def _has_labels(labels: list[str], dialect: str) -> Any:
+    """The run carries every one of ``labels``.
+
+    SQLite: one correlated look-up in the labels' primary key per run walked. PostgreSQL: a
+    semi-join per label, which its planner drives from the label's own index when the label
+    is rare (``ix_flow_run_labels_label``) and from the runs' order when it is common.
+    """
+    if dialect == "postgresql":
+        return and_(
+            *(
+                exists().where(FLOW_RUN_LABELS.c.flow_run_id == FLOW_RUNS.c.id, FLOW_RUN_LABELS.c.label == label)
+                for label in labels
+            )
+        )
+    on_run = select(func.count()).where(FLOW_RUN_LABELS.c.flow_run_id == FLOW_RUNS.c.id)
+    return on_run.where(FLOW_RUN_LABELS.c.label.in_(labels)).scalar_subquery() == len(labels)
+
+
+def _flow_ids(
+    session: Session, flow_id: str | None, flow_name: str | None, project_name: str | None
+) -> list[str] | None:
+    """The flow versions the flow filters allow (None: no flow filter)."""
+    if flow_name is None and project_name is None:
+        return None if flow_id is None else [flow_id]
+    query = select(FlowRow.id).join(ProjectRow, ProjectRow.id == FlowRow.project_id)
     if flow_id is not None:
-        query = query.where(FlowRunRow.flow_id == flow_id)
+        query = query.where(FlowRow.id == flow_id)
     if flow_name is not None:
         query = query.where(FlowRow.name == flow_name)
     if project_name is not None:
         query = query.where(ProjectRow.name == project_name)
-    if agent_id is not None:
-        query = query.where(FlowRunRow.agent_id == agent_id)
-    if labels:  # one grouped subquery, not one EXISTS per label
-        query = query.where(
-            FlowRunRow.id.in_(
-                select(FlowRunLabelRow.flow_run_id)
-                .where(FlowRunLabelRow.label.in_(labels))
-                .group_by(FlowRunLabelRow.flow_run_id)
-                .having(func.count(func.distinct(FlowRunLabelRow.label)) == len(labels))
-            )
+    return sorted(session.scalars(query))
+
+
+def _page_ids(session: Session, walk: Any, values: list[str], filters: list[Any], offset: int, limit: int) -> list[str]:
+    """The ids of the page, newest first.
+
+    With several values of the walked column (several states, a flow's versions), each value's
+    newest ``offset + limit`` runs are read from its index and merged: an ``IN`` would read
+    every matching run and sort them all (a million, in a long history).
+    """
+    if len(values) <= 1 or len(values) > MAX_WALKS:
+        query = select(FLOW_RUNS.c.id).where(*filters)
+        if values:
+            query = query.where(walk == values[0] if len(values) == 1 else walk.in_(values))
+        return list(session.scalars(query.order_by(*NEWEST_FIRST).offset(offset).limit(limit)))
+    walks = [
+        select(FLOW_RUNS.c.id, FLOW_RUNS.c.created)
+        .where(walk == value, *filters)
+        .order_by(*NEWEST_FIRST)
+        .limit(offset + limit)
+        .subquery()
+        for value in values
+    ]
+    merged = union_all(*(select(w.c.id, w.c.created) for w in walks)).subquery()
+    return list(
+        session.scalars(
+            select(merged.c.id).order_by(merged.c.created.desc(), merged.c.id.desc()).offset(offset).limit(limit)
         )
-    if since is not None:
-        query = query.where(FlowRunRow.created >= since)
-    if until is not None:
-        query = query.where(FlowRunRow.created < until)
-    total = session.scalar(select(func.count()).select_from(query.with_only_columns(FlowRunRow.id).subquery())) or 0
-    rows = session.execute(
-        query.order_by(FlowRunRow.created.desc(), FlowRunRow.id).offset(offset).limit(limit)
-    ).tuples()
-    return FlowRunPage(flow_runs=[to_schema(r, f, p) for r, f, p in rows], total=total, offset=offset, limit=limit)
+    )
 
 
 def _utc_filter(name: str, value: datetime.datetime | None) -> datetime.datetime | None:
