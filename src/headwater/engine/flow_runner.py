@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from headwater.core.errors import ParameterError
 from headwater.core.flow import Flow
 from headwater.core.state import Cancelled, Failed, Pending, Running, State, Success, TriggerFailed
 from headwater.core.task import Parameter
+from headwater.engine.collector import spared
 from headwater.engine.context import FlowRunContext, _current_flow_run, take_deployment
 from headwater.engine.handlers import StateHandler, notify_flow
 from headwater.engine.task_runner import TaskCall, run_task
@@ -42,18 +43,37 @@ def check_parameters(flow: Flow, parameters: dict[str, Any]) -> None:
         )
 
 
-def plan(flow: Flow, parameters: dict[str, Any]) -> list[tuple[TaskCall, list[int]]]:
-    """Each task's call in run order, with the positions of its upstream tasks."""
+#: the constants of a task that has none: one dict shared by every such call, which the engine
+#: only reads (a dict, not a read-only mapping proxy, so a call pickles for other processes).
+_NO_CONSTANTS: Mapping[str, Any] = {}
+
+
+def plan(flow: Flow, parameters: dict[str, Any]) -> list[TaskCall]:
+    """Each task's call in run order; ``call.upstream`` holds the positions of its upstream tasks.
+
+    Few objects per task (one call; its keys shared with every call of the same
+    keys), since they stay alive for the whole run and the garbage collector walks
+    what stays alive.
+    """
     order = flow.sorted_tasks()
     position = {t: i for i, t in enumerate(order)}
-    calls: list[tuple[TaskCall, list[int]]] = []
+    all_constants = flow.constants
+    calls: list[TaskCall] = []
+    shared_keys: dict[tuple[str | None, ...], tuple[str | None, ...]] = {}
     for t in order:
         edges = flow.edges_to(t)
-        constants = dict(flow.constants.get(t, ()))
+        given = all_constants.get(t)
         if isinstance(t, Parameter) and t.name in parameters:
-            constants["value"] = parameters[t.name]
-        call = TaskCall(t, tuple(e.key for e in edges), constants)
-        calls.append((call, [position[e.upstream_task] for e in edges]))
+            constants: Mapping[str, Any] = {**(given or {}), "value": parameters[t.name]}
+        else:
+            constants = given if given else _NO_CONSTANTS
+        if edges:
+            upstream = tuple([position[e.upstream_task] for e in edges])
+            keys = tuple([e.key for e in edges])
+            call = TaskCall(t, shared_keys.setdefault(keys, keys), constants, upstream)
+        else:
+            call = TaskCall(t, (), constants)
+        calls.append(call)
     return calls
 
 
@@ -135,7 +155,8 @@ def run_flow(
     )
     token = _current_flow_run.set(ctx)
     try:
-        final = _run(flow, parameters, resolved, ctx)
+        with spared():  # the collector leaves the built flow alone while it runs (collector.py)
+            final = _run(flow, parameters, resolved, ctx)
     finally:
         _current_flow_run.reset(token)
     if deployment is not None:
@@ -151,10 +172,10 @@ def _run(flow: Flow, parameters: dict[str, Any], executor: Any, ctx: FlowRunCont
     try:
         with executor.start():
             futures: list[Any] = []
-            for call, upstream in calls:
+            for call in calls:
                 futures.append(
                     executor.submit(
-                        run_task, call, [futures[i] for i in upstream], ctx, key=call.task.slug
+                        run_task, call, [futures[i] for i in call.upstream], ctx, key=call.task.slug
                     )
                 )
             states: list[State] = executor.wait(futures)
@@ -162,10 +183,10 @@ def _run(flow: Flow, parameters: dict[str, Any], executor: Any, ctx: FlowRunCont
         logger.exception("the executor failed")
         unknown = Pending(f"unknown: the executor failed before reporting this task ({exc!r})")
         final: State = Failed(
-            f"the executor {type(executor).__name__} failed: {exc!r}", {call.task: unknown for call, _ in calls}
+            f"the executor {type(executor).__name__} failed: {exc!r}", {call.task: unknown for call in calls}
         )
     else:
-        by_task = {call.task: state for (call, _), state in zip(calls, states, strict=True)}
+        by_task = {call.task: state for call, state in zip(calls, states, strict=True)}
         failed = sorted(t.slug or t.name for t in flow.reference_tasks() if not by_task[t].is_successful())
         cancelled = sum(1 for s in states if s.is_cancelled()) if failed else 0
         if cancelled:
@@ -173,7 +194,7 @@ def _run(flow: Flow, parameters: dict[str, Any], executor: Any, ctx: FlowRunCont
         elif failed:
             # the task that failed first (by when it finished; a TriggerFailed only follows an upstream's
             # failure) and its error, then the reference tasks: a summary that says what went wrong
-            order = {call.task: i for i, (call, _) in enumerate(calls)}
+            order = {call.task: i for i, call in enumerate(calls)}
             causes = [(t, s) for t, s in by_task.items() if s.is_failed() and not isinstance(s, TriggerFailed)]
             causes.sort(key=lambda ts: (ts[1].finished_at or float("inf"), order[ts[0]]))
             first = f"{causes[0][0].slug or causes[0][0].name} failed: {causes[0][1].message}; " if causes else ""

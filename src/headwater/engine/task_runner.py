@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from headwater.core import signals
@@ -28,7 +29,8 @@ from headwater.core.state import (
     TimedOut,
     TriggerFailed,
 )
-from headwater.core.task import Task
+from headwater.core.task import FunctionTask, Task
+from headwater.core.triggers import all_successful
 from headwater.engine.context import FlowRunContext, TaskRunContext, _current
 from headwater.engine.handlers import CancelRun, notify_task
 from headwater.engine.logs import configure_logging, logging_configured
@@ -42,26 +44,43 @@ class TaskCall:
     Args:
         task: the task.
         keys: for each upstream edge, in order, the argument it fills (None: state only).
-        constants: constant arguments, including a Parameter's value.
+        constants: constant arguments, including a Parameter's value. Read, never changed:
+            tasks without constants share one empty mapping.
     """
 
-    __slots__ = ("constants", "keys", "task")
+    __slots__ = ("constants", "fn", "keys", "task", "upstream")
 
-    def __init__(self, task: Task, keys: tuple[str | None, ...], constants: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        task: Task,
+        keys: tuple[str | None, ...],
+        constants: Mapping[str, Any],
+        upstream: tuple[int, ...] = (),
+    ) -> None:
         self.task = task
         self.keys = keys
         self.constants = constants
+        #: positions (in the run's plan) of the upstream tasks, one per key.
+        self.upstream = upstream
+        #: what an attempt calls: a function task's own function (one call less), else ``task.run``.
+        self.fn: Callable[..., Any] = (
+            task.fn if type(task).run is FunctionTask.run and "run" not in vars(task) else task.run  # type: ignore[attr-defined]
+        )
 
     def __repr__(self) -> str:
         return f"<TaskCall: {self.task.slug}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # ``fn`` is worked out again where the call lands (a bound ``task.run`` pickles the task twice)
+        return (TaskCall, (self.task, self.keys, self.constants, self.upstream))
 
 
 class _TimeoutExpired(Exception):
     pass
 
 
-def _call_with_timeout(task: Task, kwargs: dict[str, Any], timeout: float) -> Any:
-    """Run ``task.run`` in a thread and wait at most ``timeout`` seconds.
+def _call_with_timeout(task: Task, fn: Callable[..., Any], kwargs: Mapping[str, Any], timeout: float) -> Any:
+    """Run ``fn`` (the task's ``run``) in a thread and wait at most ``timeout`` seconds.
 
     Python can't stop a thread: on a timeout the task's code keeps running in
     the background, but the run moves on and the task ends TimedOut.
@@ -71,7 +90,7 @@ def _call_with_timeout(task: Task, kwargs: dict[str, Any], timeout: float) -> An
 
     def target() -> None:
         try:
-            outcome.append((True, ctx.run(task.run, **kwargs)))
+            outcome.append((True, ctx.run(fn, **kwargs)))
         except BaseException as exc:  # handed to the caller's thread below
             outcome.append((False, exc))
 
@@ -135,37 +154,59 @@ def run_task(call: TaskCall, upstream_states: list[State], context: FlowRunConte
     """Run ``call.task`` once its upstream tasks are final; return its final State."""
     task = call.task
     started = time.time()
-    if context.log_level is not None and not logging_configured():
+    if context.results_cross_processes and context.log_level is not None and not logging_configured():
         configure_logging(level=context.log_level, fmt=context.log_format)  # a fresh worker process
     if upstream_states:
-        if task.skip_on_upstream_skip and any(s.is_skipped() for s in upstream_states):
-            return _final(context, task, Skipped("an upstream task was skipped"), started, 0)
-        try:
-            ready = task.trigger(upstream_states)
-        except Exception as exc:
-            state = _failed(Failed, f"trigger of task {task.slug!r} raised {exc!r}", exc)
-            return _final(context, task, state, started, 0)
-        if not ready:
-            not_met: State
-            if any(s.is_cancelled() for s in upstream_states):
-                not_met = Cancelled("an upstream task was cancelled")
-            else:
-                not_met = TriggerFailed(
-                    f"trigger {getattr(task.trigger, '__name__', task.trigger)!r} was not met by the "
-                    f"upstream states {sorted(s.name for s in upstream_states)}"
-                )
-            return _final(context, task, not_met, started, 0)
+        # the common case first: the default trigger and upstream tasks that all plainly succeeded
+        plain = task.trigger is all_successful
+        if plain:
+            for s in upstream_states:
+                if type(s) is not Success:
+                    plain = False
+                    break
+        if not plain:
+            not_ready = _not_ready(task, upstream_states)
+            if not_ready is not None:
+                return _final(context, task, not_ready, started, 0)
         kwargs = dict(call.constants)
         for key, upstream in zip(call.keys, upstream_states, strict=True):
             if key is not None:
                 kwargs[key] = upstream.result
     else:
-        kwargs = call.constants
-    return _run_attempts(task, kwargs, context, started)
+        kwargs = call.constants  # type: ignore[assignment]  # only unpacked, never changed
+    if context.state_handlers or task.max_retries or context.log_task_events:
+        return _run_attempts(task, call.fn, kwargs, context, started)
+    # one attempt, nobody to tell: what _run_attempts does, without its loop
+    token = _current.set(TaskRunContext(context, task, 1))
+    try:
+        state = _attempt(task, call.fn, kwargs)
+    finally:
+        _current.reset(token)
+    if isinstance(state, Failed):
+        logger.error("failed: %s", state.message)
+    return _final(context, task, state, started, 1)
+
+
+def _not_ready(task: Task, upstream_states: list[State]) -> State | None:
+    """The final state of a task that must not run given its upstream states, or None when it may run."""
+    if task.skip_on_upstream_skip and any(s.is_skipped() for s in upstream_states):
+        return Skipped("an upstream task was skipped")
+    try:
+        ready = task.trigger(upstream_states)
+    except Exception as exc:
+        return _failed(Failed, f"trigger of task {task.slug!r} raised {exc!r}", exc)
+    if ready:
+        return None
+    if any(s.is_cancelled() for s in upstream_states):
+        return Cancelled("an upstream task was cancelled")
+    return TriggerFailed(
+        f"trigger {getattr(task.trigger, '__name__', task.trigger)!r} was not met by the "
+        f"upstream states {sorted(s.name for s in upstream_states)}"
+    )
 
 
 def _run_attempts(
-    task: Task, kwargs: dict[str, Any], context: FlowRunContext, started: float
+    task: Task, fn: Callable[..., Any], kwargs: dict[str, Any], context: FlowRunContext, started: float
 ) -> State:
     handlers = context.state_handlers
     attempt = 0
@@ -181,7 +222,7 @@ def _run_attempts(
         try:
             if context.log_task_events:
                 logger.debug("attempt %d starts", attempt)
-            state = _attempt(task, kwargs)
+            state = _attempt(task, fn, kwargs)
             if state.is_failed() and attempt <= task.max_retries and not isinstance(
                 state.result, signals.FAIL
             ):
@@ -205,12 +246,12 @@ def _run_attempts(
     return _final(context, task, state, started, attempt)
 
 
-def _attempt(task: Task, kwargs: dict[str, Any]) -> State:
-    """Run the task's code once and turn the outcome into a State."""
+def _attempt(task: Task, fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> State:
+    """Run the task's code (``fn``: its ``run``) once and turn the outcome into a State."""
     try:
         if task.timeout is None:
-            return Success(result=task.run(**kwargs))
-        return Success(result=_call_with_timeout(task, kwargs, task.timeout))
+            return Success(None, fn(**kwargs))
+        return Success(None, _call_with_timeout(task, fn, kwargs, task.timeout))
     except signals.SKIP as exc:
         return Skipped(str(exc) or f"task {task.slug!r} asked to be skipped")
     except signals.FAIL as exc:
