@@ -29,6 +29,23 @@ def add_parser(commands: Any) -> None:
 
 
 def _flow_run(args: argparse.Namespace) -> int:
+    return run_flow_run()
+
+
+def flow_run_main() -> int:
+    """``headwater execute flow-run`` without parsing a command line: its exit code, as ``main`` gives it.
+
+    The LocalAgent's warm starter calls this in each process it forks (``agent/zygote.py``);
+    building the whole command line's parser would cost more than the rest of the start.
+    """
+    try:
+        return run_flow_run()
+    except (ValueError, TypeError, OSError) as exc:  # as cli.main.main
+        return fail(str(exc))
+
+
+def run_flow_run() -> int:
+    """Load and run the flow run of ``HEADWATER__CONTEXT__FLOW_RUN_ID``; the exit code (module docstring)."""
     from headwater.client import ApiError, ClientError
     from headwater.environments import execution
     from headwater.environments.execution import load_and_run_flow
