@@ -88,7 +88,7 @@ def test_0006_backfills_each_runs_history_and_downgrades(engine: Engine) -> None
     assert current_revision(engine) == "0005"
     runs = fill_at_0005(engine)
 
-    upgrade(engine)
+    upgrade(engine, "0006")
     assert current_revision(engine) == "0006"
     found = history(engine)
     assert set(found) == set(runs), "every run has a history, and only runs have one"
@@ -104,5 +104,45 @@ def test_0006_backfills_each_runs_history_and_downgrades(engine: Engine) -> None
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM flow_runs")).scalar_one() == len(RUNS)
 
-    upgrade(engine)  # and up again: the backfill is made afresh, not doubled
+    upgrade(engine, "0006")  # and up again: the backfill is made afresh, not doubled
     assert history(engine) == found
+
+
+#: The indexes migration 0007 adds (``ix_flow_runs_flow_id`` and ``ix_logs_flow_run_id`` it replaces).
+INDEXES_0007 = {
+    "flow_runs": {"ix_flow_runs_created", "ix_flow_runs_state_created", "ix_flow_runs_flow_created",
+                  "ix_flow_runs_state_updated"},
+    "flow_run_labels": {"ix_flow_run_labels_label"},
+    "logs": {"ix_logs_run_id"},
+}  # fmt: skip
+REPLACED_0007 = {"flow_runs": "ix_flow_runs_flow_id", "logs": "ix_logs_flow_run_id"}
+
+
+def index_names(engine: Engine, table: str) -> set[str]:
+    return {index["name"] for index in sa.inspect(engine).get_indexes(table) if index["name"]}
+
+
+def test_0007_adds_the_history_indexes_over_data_and_downgrades(engine: Engine) -> None:
+    upgrade(engine, "0005")
+    runs = fill_at_0005(engine)
+    upgrade(engine, "0006")
+    before = history(engine)
+
+    upgrade(engine)
+    assert current_revision(engine) == "0007"
+    for table, names in INDEXES_0007.items():
+        assert names <= index_names(engine, table), table
+    for table, name in REPLACED_0007.items():
+        assert name not in index_names(engine, table), table
+    with engine.connect() as conn:
+        assert set(conn.execute(sa.text("SELECT id FROM flow_runs")).scalars()) == set(runs)
+    assert history(engine) == before
+
+    command.downgrade(alembic_config(engine), "0006")
+    assert current_revision(engine) == "0006"
+    for table, names in INDEXES_0007.items():
+        assert not names & index_names(engine, table), table
+    for table, name in REPLACED_0007.items():
+        assert name in index_names(engine, table), table
+    upgrade(engine)
+    assert current_revision(engine) == "0007"

@@ -123,12 +123,15 @@ def prune(
     dry_run: bool = False,
     check: bool = True,
     stop: threading.Event | None = None,
+    max_seconds: float | None = None,
 ) -> PruneResult:
     """Delete the finished runs past the window (at most ``max_runs``), a batch per transaction.
 
     With ``check``, refuse (Conflict) when an unfinished run was due before the window
-    (``check_window``). ``stop`` ends the prune between two batches.
+    (``check_window``). ``stop`` ends the prune between two batches, and so does
+    ``max_seconds`` once that long has passed (an API request must answer in time).
     """
+    began = time.monotonic()
     now = utcnow()
     cutoff = now - datetime.timedelta(seconds=older_than)
     with sessions() as session:
@@ -147,7 +150,8 @@ def prune(
         batches += 1
         for key, value in deleted.items():
             total[key] += value
-        if deleted["runs"] < size or (stop is not None and stop.is_set()):
+        out_of_time = max_seconds is not None and time.monotonic() - began >= max_seconds
+        if deleted["runs"] < size or out_of_time or (stop is not None and stop.is_set()):
             break
         # as long as the batch took: other writers get the database at least half of the time
         if stop is not None:
