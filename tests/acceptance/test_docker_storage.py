@@ -63,17 +63,23 @@ def docker_agent(tmp_path: Path, docker_daemon: Any) -> Iterator[Any]:
         started.append((process, log))
         return process
 
+    def stop_all() -> None:
+        for process, _ in started:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process, _ in started:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
     start.logs = lambda: "\n".join(log.read_text(errors="replace") for _, log in started)  # type: ignore[attr-defined]
+    # The test stops them before its server: an agent whose server is gone retries its last writes
+    # (``api.retry_for``) past the 30 s it is given here.
+    start.stop_all = stop_all  # type: ignore[attr-defined]
     yield start
-    for process, _ in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process, _ in started:
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    stop_all()
 
 
 def test_the_documented_docker_storage_example_runs_from_the_registry(
@@ -129,5 +135,6 @@ def test_the_documented_docker_storage_example_runs_from_the_registry(
                 what="the agent to remove the run's container",
             )
     finally:
+        docker_agent.stop_all()
         sdk.close()
         server.stop()

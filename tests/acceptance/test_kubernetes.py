@@ -189,17 +189,23 @@ def k8s_agent(tmp_path: Path, k8s_target: Any) -> Iterator[Any]:
         started.append((process, log))
         return process
 
+    def stop_all() -> None:
+        for process, _ in started:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process, _ in started:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
     start.logs = lambda: "\n".join(log.read_text(errors="replace") for _, log in started)  # type: ignore[attr-defined]
+    # The test stops them before its server: an agent whose server is gone retries its last writes
+    # (``api.retry_for``) past the 30 s it is given here.
+    start.stop_all = stop_all  # type: ignore[attr-defined]
     yield start
-    for process, _ in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process, _ in started:
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    stop_all()
 
 
 def docker_storage(registry_url: str, base_image: str, docker_daemon: Any, **kwargs: Any) -> Any:
@@ -290,6 +296,7 @@ def test_flows_labelled_k8s_run_to_success_in_the_cluster(
             if target.emulator is not None:
                 assert not target.emulator.emulator.invalid  # everything sent fits the Kubernetes schema
     finally:
+        k8s_agent.stop_all()
         server.stop()
 
 

@@ -16,13 +16,13 @@ from .live import LiveServer, free_port
 
 
 def make_token(live: LiveServer, scope: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "headwater.cli", "server", "create-token", "--scope", scope,
-         "--name", f"{scope}-token", "--database", live.database_url],
-        capture_output=True, text=True, env=live.env, timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
+    """A token of ``scope`` made in ``live``'s database, in this process (as ``server create-token`` does;
+    the command itself is tested in ``test_ownership.py``): a process of its own would cost seconds."""
+    from headwater.config.settings import ServerSettings
+    from headwater.server.serve import make_token as create
+
+    live.home.mkdir(parents=True, exist_ok=True)
+    return create(ServerSettings(database_url=live.database_url), live.home, f"{scope}-token", scope).token
 
 
 @pytest.fixture
