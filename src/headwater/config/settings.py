@@ -172,6 +172,12 @@ class ServerSettings(BaseModel):
         60.0, ge=0, description="Longest a claim call may long-poll; longer requested waits are cut to this."
     )
     max_log_batch: int = Field(1000, ge=1, description="Most log records one request may append (more: 413).")
+    max_run_batch: int = Field(
+        1000,
+        ge=1,
+        description="Most flow runs one POST /runs/batch may create (more: 413). A batch is one transaction, "
+        "which on SQLite holds the database's write lock while its runs are inserted.",
+    )
     max_request_size: int = Field(
         8 * 1024 * 1024,
         ge=1024,

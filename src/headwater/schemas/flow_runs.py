@@ -38,6 +38,15 @@ class FlowRunCreate(Model):
         return self
 
 
+class FlowRunBatchCreate(Model):
+    """Create several runs in one request (``POST /runs/batch``): all of them, or none.
+
+    The server takes at most ``server.max_run_batch`` runs per request (default 1000; more: 413).
+    """
+
+    flow_runs: list[FlowRunCreate] = Field(description="The runs to create, each as for POST /runs.")
+
+
 class FlowRun(Model):
     id: str
     flow_id: str
@@ -60,6 +69,12 @@ class FlowRun(Model):
     heartbeat: datetime.datetime | None = None
     reschedule_count: int = 0
     attempt: int = Field(0, description="The number of the claim the run is under (each claim adds one).")
+
+
+class FlowRunBatch(Model):
+    """The runs ``POST /runs/batch`` created, in the order they were given."""
+
+    flow_runs: list[FlowRun]
 
 
 class FlowRunPage(Model):

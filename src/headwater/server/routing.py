@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import difflib
 import email.message
+import functools
 import json
 import math
 import re
@@ -153,6 +154,12 @@ def _is_json(content_type: str | None, json_without_type: bool) -> bool:
     """Whether FastAPI would read a body with this content type as JSON."""
     if not content_type:
         return json_without_type
+    return _is_json_type(content_type)
+
+
+@functools.lru_cache(maxsize=64)
+def _is_json_type(content_type: str) -> bool:
+    """Parsing a content type costs about as much as a small body: clients send a few, each many times."""
     message = email.message.Message()
     message["content-type"] = content_type
     subtype = message.get_content_subtype()

@@ -6,10 +6,19 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from headwater.core.run_states import FlowRunState
-from headwater.schemas.flow_runs import Explain, FlowRun, FlowRunCreate, FlowRunPage, FlowRunStateEntry, SetState
+from headwater.schemas.flow_runs import (
+    Explain,
+    FlowRun,
+    FlowRunBatch,
+    FlowRunBatchCreate,
+    FlowRunCreate,
+    FlowRunPage,
+    FlowRunStateEntry,
+    SetState,
+)
 from headwater.server.deps import AGENT, USER, db
 from headwater.server.identity import guard_run_write
-from headwater.server.models import flow_runs, run_states
+from headwater.server.models import flow_runs, run_creation, run_states
 from headwater.server.routing import CheckedRoute
 
 router = APIRouter(prefix="/runs", tags=["flow runs"], route_class=CheckedRoute)
@@ -18,11 +27,31 @@ router = APIRouter(prefix="/runs", tags=["flow runs"], route_class=CheckedRoute)
 @router.post("", response_model=FlowRun, status_code=201, dependencies=[USER])
 def create_flow_run(body: FlowRunCreate, request: Request) -> Response:
     """Schedule a run; its labels are the flow version's (copied on), unless given."""
-    with db(request) as session:
-        run = flow_runs.create_flow_run(session, body, request.app.state.settings.max_parameters_size)
-    request.app.state.notifier.notify([run.labels])
+    state = request.app.state
+    (run,) = run_creation.create_flow_runs(state.engine, [body], state.settings.max_parameters_size)
+    state.notifier.notify([run.labels])
     # serialized once here: the hot path of run creation (FastAPI would validate the model again)
     return Response(run.model_dump_json(), status_code=201, media_type="application/json")
+
+
+@router.post("/batch", response_model=FlowRunBatch, status_code=201, dependencies=[USER])
+def create_flow_runs(body: FlowRunBatchCreate, request: Request) -> Response:
+    """Schedule every run given, in one transaction: all of them, or none when one is bad (the error names it).
+
+    At most ``server.max_run_batch`` runs (default 1000; more: 413). The answer holds the runs
+    in the order given.
+    """
+    state = request.app.state
+    runs = run_creation.create_flow_runs(
+        state.engine,
+        body.flow_runs,
+        state.settings.max_parameters_size,
+        batch=True,
+        max_runs=state.settings.max_run_batch,
+    )
+    if runs:
+        state.notifier.notify([run.labels for run in runs])
+    return Response(FlowRunBatch(flow_runs=runs).model_dump_json(), status_code=201, media_type="application/json")
 
 
 @router.get("", response_model=FlowRunPage, dependencies=[AGENT])

@@ -1,17 +1,15 @@
-"""Flow-run queries: create, read, list, state changes, heartbeat, explain.
+"""Flow-run queries: read, list, state changes, heartbeat, explain.
 
-Route: ``server/api/flow_runs.py``. The claim is in ``work.py``; the rules for
-state changes in ``transitions.py``.
+Route: ``server/api/flow_runs.py``. Creating runs is ``run_creation.py``; the claim is in
+``work.py``; the rules for state changes in ``transitions.py``.
 """
 
 from __future__ import annotations
 
 import datetime
-import json
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, and_, bindparam, exists, func, insert, select, union_all
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Select, Table, and_, bindparam, exists, func, select, union_all
 from sqlalchemy.orm import Session
 
 from headwater.core.run_states import FINISHED, FlowRunState, parse_state
@@ -19,14 +17,12 @@ from headwater.schemas.flow_runs import (
     Explain,
     ExplainAgent,
     FlowRun,
-    FlowRunCreate,
     FlowRunPage,
     SetState,
 )
 from headwater.server.database.orm import AgentRow, FlowRow, FlowRunLabelRow, FlowRunRow, LogRow, ProjectRow
-from headwater.server.errors import Conflict, Invalid, NotFound, TooLarge
-from headwater.server.models.common import get_or_404, new_id, utcnow
-from headwater.server.models.flows import latest_flow
+from headwater.server.errors import Conflict, Invalid
+from headwater.server.models.common import get_or_404, utcnow
 from headwater.server.models.run_states import record as record_state
 from headwater.server.models.transitions import cancel_target, check_transition
 
@@ -35,8 +31,6 @@ FLOW_RUN_LABELS = cast(Table, FlowRunLabelRow.__table__)
 
 #: Most ``label`` filters one ``GET /runs`` may give.
 MAX_LABEL_FILTERS = 20
-#: Default of the ``server.max_parameters_size`` setting, in bytes of JSON.
-MAX_PARAMETERS_SIZE = 1024 * 1024
 
 
 def to_schema(row: Any, flow_name: str, project_name: str) -> FlowRun:
@@ -88,109 +82,6 @@ def read_runs(session: Session, ids: list[str]) -> list[FlowRun]:
     rows = session.execute(READ_RUNS, {"p_ids": ids})
     found = {row.id: to_schema(row, row.flow_name, row.project_name) for row in rows}
     return [found[i] for i in ids if i in found]
-
-
-def check_parameters(flow_name: str, declared: list[dict[str, Any]], given: dict[str, Any]) -> None:
-    """Invalid (422) naming unknown parameters, or missing required ones."""
-    names = {p["name"] for p in declared}
-    unknown = sorted(set(given) - names)
-    if unknown:
-        raise Invalid(
-            f"flow {flow_name!r} has no parameter(s) {', '.join(map(repr, unknown))}; "
-            f"its parameters are: {', '.join(sorted(names)) or 'none'}"
-        )
-    missing = sorted(p["name"] for p in declared if p["required"] and p["name"] not in given)
-    if missing:
-        raise Invalid(f"flow {flow_name!r} needs parameter(s) {', '.join(map(repr, missing))} (required, no default)")
-
-
-def _flow_for_run(session: Session, body: FlowRunCreate) -> Any:
-    """The fields of the flow version a new run needs, in one query (the hot path of run creation)."""
-    query = select(
-        FlowRow.id,
-        FlowRow.name,
-        FlowRow.version,
-        FlowRow.archived,
-        FlowRow.labels,
-        FlowRow.flow_metadata,
-        ProjectRow.name.label("project_name"),
-    ).join(ProjectRow, ProjectRow.id == FlowRow.project_id)
-    if body.flow_id is not None:
-        flow = session.execute(query.where(FlowRow.id == body.flow_id)).one_or_none()
-        if flow is None:
-            raise NotFound(f"flow {body.flow_id!r} not found")
-        return flow
-    assert body.project_name is not None and body.flow_name is not None
-    latest = latest_flow(session, body.project_name, body.flow_name)
-    return session.execute(query.where(FlowRow.id == latest.id)).one()
-
-
-def _existing_run(session: Session, flow: Any, key: str) -> FlowRun | None:
-    row = session.scalar(select(FlowRunRow).where(FlowRunRow.flow_id == flow.id, FlowRunRow.idempotency_key == key))
-    return to_schema(row, flow.name, flow.project_name) if row is not None else None
-
-
-def check_parameters_size(parameters: dict[str, Any], limit: int) -> None:
-    """TooLarge (413) when the parameters, as JSON, are over ``limit`` bytes."""
-    if not parameters:
-        return
-    size = len(json.dumps(parameters, separators=(",", ":")).encode("utf-8", "surrogatepass"))
-    if size > limit:
-        raise TooLarge(
-            f"the run's parameters are {size:,} bytes of JSON, over the server's limit of {limit:,} bytes (setting "
-            "server.max_parameters_size, env HEADWATER__SERVER__MAX_PARAMETERS_SIZE); pass large data by reference "
-            "(a path or URL) instead"
-        )
-
-
-def create_flow_run(
-    session: Session, body: FlowRunCreate, max_parameters_size: int = MAX_PARAMETERS_SIZE
-) -> FlowRun:
-    """A Scheduled run of the flow version, with the version's labels copied on unless given."""
-    check_parameters_size(body.parameters, max_parameters_size)
-    flow = _flow_for_run(session, body)
-    if flow.archived:
-        raise Conflict(f"flow {flow.name!r} version {flow.version} is archived; register it again to run it")
-    if body.idempotency_key is not None:
-        existing = _existing_run(session, flow, body.idempotency_key)
-        if existing is not None:
-            return existing
-    check_parameters(flow.name, flow.flow_metadata.get("parameters", []), body.parameters)
-    now = utcnow()
-    run_id = new_id()
-    values: dict[str, Any] = {
-        "id": run_id,
-        "flow_id": flow.id,
-        "run_name": body.run_name or f"{flow.name}-{run_id[:8]}",
-        "state": FlowRunState.SCHEDULED,
-        "state_message": None,
-        "version": 1,
-        "labels": list(body.labels) if body.labels is not None else list(flow.labels),
-        "parameters": body.parameters,
-        "agent_id": None,
-        "idempotency_key": body.idempotency_key,
-        "scheduled_start_time": body.scheduled_start_time or now,
-        "created": now,
-        "updated": now,
-        "reschedule_count": 0,
-        "attempt": 0,
-    }
-    try:
-        # Core inserts on the tables: the ORM's unit of work would double this path's cost
-        session.execute(insert(FLOW_RUNS), values)
-        if values["labels"]:
-            session.execute(
-                insert(FLOW_RUN_LABELS), [{"flow_run_id": run_id, "label": label} for label in values["labels"]]
-            )
-        record_state(session, run_id, FlowRunState.SCHEDULED, None, now)
-        session.commit()
-    except IntegrityError:  # the same idempotency key, created at the same moment
-        session.rollback()
-        existing = _existing_run(session, flow, body.idempotency_key) if body.idempotency_key else None
-        if existing is None:
-            raise
-        return existing
-    return FlowRun(flow_name=flow.name, project_name=flow.project_name, **values)
 
 
 def get_flow_run(session: Session, flow_run_id: str) -> FlowRun:
