@@ -28,9 +28,6 @@ class Edge:
         self.downstream_task = downstream_task
         self.key = key
 
-    def _tuple(self) -> tuple[int, int, str | None]:
-        return (id(self.upstream_task), id(self.downstream_task), self.key)
-
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Edge):
             return NotImplemented
@@ -41,7 +38,7 @@ class Edge:
         )
 
     def __hash__(self) -> int:
-        return hash(self._tuple())
+        return hash((id(self.upstream_task), id(self.downstream_task), self.key))
 
     def __repr__(self) -> str:
         key = f" ({self.key})" if self.key else ""

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from headwater.core import building
+from headwater.core import collection_tasks as coll
 from headwater.core.edge import Edge
 from headwater.core.errors import FlowValidationError
 from headwater.core.task import Parameter, Task
@@ -30,6 +31,10 @@ def _holds_task(value: Any) -> bool:
     if isinstance(value, dict):
         return any(_holds_task(v) for v in (*value.keys(), *value.values()))
     return False
+
+
+#: the edges of a task that has none: shared, and a tuple so that nothing can append to it.
+_NO_EDGES: list[Edge] = cast("list[Edge]", ())
 
 
 class Flow:
@@ -65,7 +70,8 @@ class Flow:
         self.executor = executor
         self.schedule = schedule
         self._tasks: dict[Task, None] = {}
-        self._edges: dict[Edge, None] = {}
+        #: every edge, by its ends and key (tuples of tasks hash in C; an Edge's hash is Python code).
+        self._edges: dict[tuple[Task, Task, str | None], Edge] = {}
         self._upstream: dict[Task, list[Edge]] = {}
         self._downstream: dict[Task, list[Edge]] = {}
         self._slugs: dict[str, Task] = {}
@@ -108,7 +114,7 @@ class Flow:
 
     def _structure(self) -> tuple[Any, ...]:
         tasks = {t.slug: (type(t).__qualname__, t.name) for t in self._tasks}
-        edges = {(e.upstream_task.slug, e.downstream_task.slug, e.key) for e in self._edges}
+        edges = {(e.upstream_task.slug, e.downstream_task.slug, e.key) for e in self._edges.values()}
         reference = {t.slug for t in self.reference_tasks()}
         return self.name, tasks, edges, reference
 
@@ -129,7 +135,7 @@ class Flow:
     @property
     def edges(self) -> frozenset[Edge]:
         """Every edge in the flow."""
-        return frozenset(self._edges)
+        return frozenset(self._edges.values())
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -154,8 +160,8 @@ class Flow:
             )
         self._slugs[task.slug] = task
         self._tasks[task] = None
-        self._upstream[task] = []
-        self._downstream[task] = []
+        self._upstream[task] = _NO_EDGES  # a list of its own once it has an edge (add_edge)
+        self._downstream[task] = _NO_EDGES
         self._sorted = None
         return task
 
@@ -175,26 +181,41 @@ class Flow:
                 f"flow {self.name!r}: task {upstream_task.name!r} can't depend on itself"
             )
         edge = Edge(upstream_task, downstream_task, key=key)
-        if edge in self._edges:
-            return edge
+        ends = (upstream_task, downstream_task, key)
+        known = self._edges.get(ends)
+        if known is not None:
+            return known
+        into = self._upstream.get(downstream_task)
         if key is not None:
             # checked before adding either task, so a refused edge changes nothing
-            for other in self._upstream.get(downstream_task, ()):
+            for other in into or ():
                 if other.key == key:
                     raise FlowValidationError(
                         f"flow {self.name!r}: task {downstream_task.name!r} already gets argument "
                         f"{key!r} from {other.upstream_task.name!r}; one argument, one upstream task"
                     )
-            if key in self.constants.get(downstream_task, ()):
+            constants = self.constants.get(downstream_task)
+            if constants and key in constants:
                 raise FlowValidationError(
                     f"flow {self.name!r}: task {downstream_task.name!r} already has a constant "
                     f"for argument {key!r}"
                 )
-        self.add_task(upstream_task)
-        self.add_task(downstream_task)
-        self._edges[edge] = None
-        self._upstream[downstream_task].append(edge)
-        self._downstream[upstream_task].append(edge)
+        out = self._downstream.get(upstream_task)
+        if out is None:
+            self.add_task(upstream_task)
+            out = self._downstream[upstream_task]
+        if into is None:
+            self.add_task(downstream_task)
+            into = self._upstream[downstream_task]
+        self._edges[ends] = edge
+        if into:
+            into.append(edge)
+        else:
+            self._upstream[downstream_task] = [edge]
+        if out:
+            out.append(edge)
+        else:
+            self._downstream[upstream_task] = [edge]
         self._sorted = None
         return edge
 
@@ -216,11 +237,13 @@ class Flow:
         for down in downstream_tasks or ():
             self.add_edge(task, self._as_task(down, task, "downstream_tasks"))
         for key, value in (keyword_tasks or {}).items():
-            value = self._collect(value)
+            if not isinstance(value, Task):
+                value = self._collect(value)
             if isinstance(value, Task):
                 self.add_edge(value, task, key=key)
             else:
-                if any(edge.key == key for edge in self._upstream[task]):
+                into = self._upstream[task]
+                if into and any(edge.key == key for edge in into):
                     raise FlowValidationError(
                         f"flow {self.name!r}: task {task.name!r} already gets argument {key!r} "
                         "from an upstream task"
@@ -238,8 +261,6 @@ class Flow:
 
     def _collect(self, value: Any) -> Any:
         """Turn a list/tuple/set/dict holding tasks into a collection task."""
-        from headwater.core import collection_tasks as coll
-
         if isinstance(value, (list, tuple, set)) and any(_holds_task(v) for v in value):
             cls = {list: coll.List, tuple: coll.Tuple, set: coll.Set}[
                 next(c for c in (list, tuple, set) if isinstance(value, c))
@@ -356,7 +377,7 @@ class Flow:
 
     def validate(self) -> None:
         """Check the graph; raise FlowValidationError naming the first problem found."""
-        for edge in self._edges:
+        for edge in self._edges.values():
             for end in (edge.upstream_task, edge.downstream_task):
                 if end not in self._tasks:
                     raise FlowValidationError(

@@ -10,12 +10,15 @@ job (``headwater.engine``).
 from __future__ import annotations
 
 import copy
+import copyreg
 import datetime
 import inspect
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from headwater.core import building
+from headwater.core.binding import binder_for
 from headwater.core.triggers import Trigger, all_successful
 
 if TYPE_CHECKING:
@@ -51,6 +54,44 @@ _OPTIONS = frozenset(
     ("name", "slug", "tags", "max_retries", "retry_delay", "timeout", "trigger",
      "skip_on_upstream_skip", "nout", "checkpoint")
 )
+
+
+_plain_classes: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
+
+
+def _no_class() -> type | None:
+    return None
+
+
+_last_plain: Callable[[], type | None] = _no_class  # the plain class copied last (a weak reference)
+#: what ``copy.copy`` uses to copy an object; a class that overrides none of them is plain.
+_COPY_HOOKS = ("__reduce_ex__", "__reduce__", "__getstate__", "__new__")
+
+_T = TypeVar("_T")
+
+
+def _shallow_copy(obj: _T) -> _T:
+    """``copy.copy(obj)``, done directly for a plain class (its ``__dict__`` copied into a new instance).
+
+    ``copy.copy`` goes through ``__reduce_ex__`` and ``copyreg`` for every task call in a flow
+    block; a class that customises none of that gets the same result this way, for less.
+    """
+    global _last_plain
+    cls = type(obj)
+    plain = _last_plain() is cls or _plain_classes.get(cls)
+    if plain is None:
+        plain = _plain_classes[cls] = (
+            getattr(cls, "__copy__", None) is None
+            and getattr(cls, "__setstate__", None) is None
+            and all(getattr(cls, hook) is getattr(object, hook) for hook in _COPY_HOOKS)
+            and not copyreg._slotnames(cls)  # type: ignore[attr-defined]
+        )
+    if not plain:
+        return copy.copy(obj)
+    _last_plain = weakref.ref(cls)
+    new: _T = object.__new__(cls)
+    new.__dict__.update(obj.__dict__)
+    return new
 
 
 class Task:
@@ -129,7 +170,9 @@ class Task:
 
     def copy(self, **task_args: Any) -> Task:
         """A shallow copy, with any of the constructor's options replaced."""
-        new = copy.copy(self)
+        new = _shallow_copy(self)
+        if not task_args:
+            return new
         for key in task_args:
             if not hasattr(new, key):
                 raise TypeError(f"task {self.name!r} has no option {key!r} to set in task_args")
@@ -146,6 +189,13 @@ class Task:
         """The signature ``run()`` is called with."""
         return inspect.signature(self.run)
 
+    def _signature_key(self) -> Any:
+        """What :meth:`signature` depends on alone (its binder is kept by it), or None: work it out each time."""
+        cls = type(self)
+        if cls.signature is not Task.signature or "run" in vars(self):
+            return None
+        return cls
+
     def __call__(
         self,
         *args: Any,
@@ -159,8 +209,12 @@ class Task:
         Arguments that are tasks become data edges; other values are constants.
         ``upstream_tasks`` adds edges that carry state only.
         """
-        new = self.copy(**(task_args or {}))
-        return new.bind(*args, upstream_tasks=upstream_tasks, flow=flow, **kwargs)
+        cls = type(self)
+        if task_args or cls.copy is not Task.copy or cls.bind is not Task.bind:
+            new = self.copy(**(task_args or {}))
+            return new.bind(*args, upstream_tasks=upstream_tasks, flow=flow, **kwargs)
+        # the same, without repacking the arguments: this runs once per task of a flow being built
+        return _shallow_copy(self)._bind(args, kwargs, upstream_tasks, flow)
 
     def bind(
         self,
@@ -170,6 +224,11 @@ class Task:
         **kwargs: Any,
     ) -> Task:
         """Bind this task (not a copy) to arguments in ``flow`` or the active flow."""
+        return self._bind(args, kwargs, upstream_tasks, flow)
+
+    def _bind(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], upstream_tasks: Iterable[Any] | None, flow: Flow | None
+    ) -> Task:
         flow = flow if flow is not None else building.active_flow()
         if flow is None:
             raise ValueError(
@@ -182,10 +241,19 @@ class Task:
         return self
 
     def _bind_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        key = self._signature_key()
+        if key is not None:
+            binder = binder_for(key, self.signature)
+            fast = binder.bind(args, kwargs)
+            if fast is not None:
+                return fast
+            signature = binder.signature
+        else:
+            signature = self.signature()
         try:
-            bound = self.signature().bind_partial(*args, **kwargs)
+            bound = signature.bind_partial(*args, **kwargs)
         except TypeError as exc:
-            raise TypeError(f"task {self.name!r}: {exc} (signature: run{self.signature()})") from None
+            raise TypeError(f"task {self.name!r}: {exc} (signature: run{signature})") from None
         result: dict[str, Any] = {}
         for key, value in bound.arguments.items():
             kind = bound.signature.parameters[key].kind
@@ -245,6 +313,9 @@ class FunctionTask(Task):
 
     def signature(self) -> inspect.Signature:
         return inspect.signature(self.fn)
+
+    def _signature_key(self) -> Any:
+        return self.fn if type(self).signature is FunctionTask.signature else None
 
 
 class GetItem(Task):
