@@ -11,6 +11,12 @@
 # To add a component, write that pair and call `ensure_<component>` from `main`.
 #
 # Overrides, for tests of the detection: PG_BIN_GLOB (default /usr/lib/postgresql/*/bin).
+#
+# What is made rather than installed (Azurite's npm folder, the Docker tests' base image) is
+# also kept in a cache of the machine's, HEADWATER_TOOLS_CACHE (default /var/cache/headwater-tools
+# as root, else ~/.cache/headwater-tools), like apt keeps its packages: a fresh clone on the
+# same machine (CI's) takes it from there in a second instead of making it again (minutes).
+# HEADWATER_TOOLS_CACHE= (empty) turns the cache off.
 
 set -euo pipefail
 
@@ -47,6 +53,36 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq "$@" >/dev/null
 }
 
+# --- the machine's cache of made tools --------------------------------------------------
+
+if [[ -z "${HEADWATER_TOOLS_CACHE+set}" ]]; then
+    if [[ $EUID -eq 0 ]]; then
+        HEADWATER_TOOLS_CACHE=/var/cache/headwater-tools
+    else
+        HEADWATER_TOOLS_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/headwater-tools"
+    fi
+fi
+
+# from_cache NAME DEST : copy the cached NAME (a file or a folder) to DEST; fails when not cached.
+from_cache() {
+    local cached="$HEADWATER_TOOLS_CACHE/$1" dest="$2"
+    [[ -n "$HEADWATER_TOOLS_CACHE" && -e "$cached" ]] || return 1
+    mkdir -p "${dest%/*}"
+    rm -rf "$dest.tmp"
+    cp -a --reflink=auto "$cached" "$dest.tmp" && rm -rf "$dest" && mv "$dest.tmp" "$dest" \
+        && echo "ensure-system-deps: took $dest from the cache $cached" >&2
+}
+
+# to_cache NAME SOURCE : keep a copy of SOURCE as NAME in the cache unless it is there (best
+# effort: a cache that can't be written only costs the next clone the time to make it again).
+to_cache() {
+    local cached="$HEADWATER_TOOLS_CACHE/$1" source="$2"
+    [[ -n "$HEADWATER_TOOLS_CACHE" && ! -e "$cached" ]] || return 0
+    { mkdir -p "$HEADWATER_TOOLS_CACHE" && rm -rf "$cached.tmp" \
+        && cp -a --reflink=auto "$source" "$cached.tmp" && rm -rf "$cached" && mv "$cached.tmp" "$cached"; } \
+        2>/dev/null || echo "ensure-system-deps: could not keep $source in the cache $HEADWATER_TOOLS_CACHE" >&2
+}
+
 # --- components -----------------------------------------------------------------------
 
 # PostgreSQL server binaries: initdb under /usr/lib/postgresql/<version>/bin (Debian) or on PATH.
@@ -78,8 +114,15 @@ have_azurite() {
     [[ -x "$AZURITE_DIR/node_modules/.bin/azurite-blob" ]]
 }
 
+# The cache entry's name says the version asked for: a change to it makes a new entry.
+AZURITE_CACHE_NAME=azurite-3
+
 ensure_azurite() {
-    have_azurite && return 0
+    if have_azurite; then
+        to_cache "$AZURITE_CACHE_NAME" "$AZURITE_DIR"  # a checkout made before the cache fills it
+        return 0
+    fi
+    from_cache "$AZURITE_CACHE_NAME" "$AZURITE_DIR" && have_azurite && return 0
     if ! command -v npm >/dev/null 2>&1; then
         echo "ensure-system-deps: Azurite needs npm (Node.js); install Node.js, then run this again" >&2
         exit 1
@@ -91,6 +134,7 @@ ensure_azurite() {
         echo "ensure-system-deps: installed azurite@3, but found no $AZURITE_DIR/node_modules/.bin/azurite-blob" >&2
         exit 1
     fi
+    to_cache "$AZURITE_CACHE_NAME" "$AZURITE_DIR"
 }
 
 # git: the command Git storage clones with (tests/storage/test_git.py also runs `git daemon`).
@@ -133,12 +177,20 @@ ensure_docker() {
 BASE_IMAGE_TAR="${BASE_IMAGE_TAR:-$REPO_ROOT/.tools/docker/base-bookworm-python3.tar}"
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
+BASE_IMAGE_PACKAGES=python3,python3-pip,python3-venv,python-is-python3,ca-certificates
+# The cache entry's name: change its version with the packages (or the suite), so a new one is made.
+BASE_IMAGE_CACHE_NAME=base-bookworm-python3-v1.tar
+
 have_base_image() {
     [[ -s "$BASE_IMAGE_TAR" ]]
 }
 
 ensure_base_image() {
-    have_base_image && return 0
+    if have_base_image; then
+        to_cache "$BASE_IMAGE_CACHE_NAME" "$BASE_IMAGE_TAR"  # a checkout made before the cache fills it
+        return 0
+    fi
+    from_cache "$BASE_IMAGE_CACHE_NAME" "$BASE_IMAGE_TAR" && have_base_image && return 0
     if [[ $EUID -ne 0 ]]; then
         echo "ensure-system-deps: making the Docker tests' base image needs root (debootstrap);" \
             "run this script as root" >&2
@@ -149,7 +201,7 @@ ensure_base_image() {
     mkdir -p "$dir"
     root="$(mktemp -d "$dir/rootfs.XXXXXX")"
     echo "ensure-system-deps: making the Docker tests' base image with debootstrap (about 2 minutes) ..." >&2
-    if ! debootstrap --variant=minbase --include=python3,python3-pip,python3-venv,python-is-python3,ca-certificates \
+    if ! debootstrap --variant=minbase --include="$BASE_IMAGE_PACKAGES" \
             bookworm "$root" "$DEBIAN_MIRROR" >"$dir/debootstrap.log" 2>&1; then
         echo "ensure-system-deps: debootstrap failed; its log is $dir/debootstrap.log" >&2
         rm -rf "$root"
@@ -160,6 +212,7 @@ ensure_base_image() {
     tar -C "$root" -cf "$BASE_IMAGE_TAR.tmp" .
     mv "$BASE_IMAGE_TAR.tmp" "$BASE_IMAGE_TAR"
     rm -rf "$root"
+    to_cache "$BASE_IMAGE_CACHE_NAME" "$BASE_IMAGE_TAR"
 }
 
 # Chromium, the browser the web UI's tests drive with Playwright (tests/ui/, executable_path=/usr/bin/chromium).
