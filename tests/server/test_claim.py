@@ -6,7 +6,7 @@ import datetime
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -33,17 +33,33 @@ def claim(api: httpx.Client, agent_id: str, labels: list[str], limit: int = 1, w
         (["dev"], [], False),
     ],
 )
-def test_label_rule(fresh_server: Callable[..., LiveServer], run_labels: list[str], agent_labels: list[str],
+def test_label_rule(label_server: LiveServer, unique: str, run_labels: list[str], agent_labels: list[str],
                     taken: bool) -> None:
-    live = fresh_server("sqlite")
-    with httpx.Client(base_url=live.api) as api:
-        project(api, "p")
-        r = run(api, register(api, "p", "etl"), labels=run_labels)
-        aid = agent(api, "a", agent_labels)
-        assert claim(api, aid, agent_labels) == ([r["id"]] if taken else [])
-        state = api.get(f"/runs/{r['id']}").json()
-        assert state["state"] == ("Submitted" if taken else "Scheduled")
-        assert state["agent_id"] == (aid if taken else None)
+    with httpx.Client(base_url=label_server.api) as api:
+        project(api, f"p-{unique}")
+        r = run(api, register(api, f"p-{unique}", "etl"), labels=run_labels)
+        try:
+            aid = agent(api, f"a-{unique}", agent_labels)
+            assert claim(api, aid, agent_labels) == ([r["id"]] if taken else [])
+            state = api.get(f"/runs/{r['id']}").json()
+            assert state["state"] == ("Submitted" if taken else "Scheduled")
+            assert state["agent_id"] == (aid if taken else None)
+        finally:
+            # the next case's claims must again see only their own run
+            assert api.post(f"/runs/{r['id']}/cancel").status_code == 200
+            assert api.get(f"/runs/{r['id']}").json()["state"] not in ("Scheduled", "Submitted")
+
+
+@pytest.fixture(scope="module")
+def label_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server of this module's own for ``test_label_rule``, whose claims must see every run: each case ends
+    its run (cancelled) so the next one's claim sees only its own; no recovery sweep (it would reschedule them).
+
+    A server per case would cost a server start each (seconds)."""
+    home = tmp_path_factory.mktemp("label-rule")
+    live = LiveServer(home, f"sqlite:///{home / 'headwater.db'}", env={"HEADWATER__SERVER__RECOVERY_INTERVAL": "3600"})
+    yield live.start()
+    live.stop()
 
 
 def test_a_matching_run_is_not_starved_by_older_runs_that_dont_match(api: httpx.Client, unique: str) -> None:
