@@ -23,10 +23,12 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# PostgreSQL (and later other system packages) for the tests; demo needs none of them.
+# The system packages the tests run for real (scripts/ensure-system-deps.sh); demo needs none.
+# `make test WORKERS=3` tries another number of pytest-xdist workers (docs/development.md, "speed").
+WORKERS ?= 2
 test: lint
 	bash scripts/ensure-system-deps.sh
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -q -n $(WORKERS) --dist loadgroup
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py

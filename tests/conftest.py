@@ -23,7 +23,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """The tests on the Docker engine in two xdist groups: those on the Kubernetes emulator, and the rest (the
     ECS task runner's too: they share that worker's engine and the agent tests' image).
 
-    ``make test`` runs the suite on two workers (``-n 2 --dist loadgroup``): a group's tests all
+    ``make test`` runs the suite on two workers (``-n $(WORKERS) --dist loadgroup``): a group's tests all
     go to one worker, so one Docker engine, registry and set of built images serve them (each
     group's worker starts its own), and the tests of neither group are shared out.
     """
