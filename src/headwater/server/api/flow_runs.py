@@ -4,6 +4,7 @@ import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from headwater.core.run_states import FlowRunState
 from headwater.schemas.flow_runs import (
@@ -22,6 +23,19 @@ from headwater.server.models import flow_runs, run_creation, run_states
 from headwater.server.routing import CheckedRoute
 
 router = APIRouter(prefix="/runs", tags=["flow runs"], route_class=CheckedRoute)
+
+
+class RunId(StringConvertor):
+    """A run id in a path: any segment but the names of ``/runs``' own routes (``batch``, ``prune``).
+
+    Without it ``GET /runs/batch`` would be read as the run with id 'batch', and a 405 for
+    ``/runs/batch`` would list GET among the methods the path takes (its ``Allow`` header).
+    """
+
+    regex = r"(?!(?:batch|prune)$)[^/]+"
+
+
+register_url_convertor("run_id", RunId())
 
 
 @router.post("", response_model=FlowRun, status_code=201, dependencies=[USER])
@@ -85,7 +99,7 @@ def list_flow_runs(
         )
 
 
-@router.get("/{flow_run_id}", response_model=FlowRun, dependencies=[AGENT])
+@router.get("/{flow_run_id:run_id}", response_model=FlowRun, dependencies=[AGENT])
 def get_flow_run(flow_run_id: str, request: Request) -> FlowRun:
     with db(request) as session:
         return flow_runs.get_flow_run(session, flow_run_id)
