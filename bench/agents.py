@@ -74,35 +74,55 @@ async def poll(urls: list[str], count: int, wait: float, prefix: str) -> None:
         async def register(i: int) -> tuple[str, str, str]:
             url = urls[i % len(urls)]
             label = f"{prefix}-{i}"
-            async with gate:
-                answer = await http.post(f"{url}/agents", json={"name": label, "kind": "bench", "labels": [label]})
-            answer.raise_for_status()
-            return url, answer.json()["id"], label
+            for attempt in range(5):  # a keep-alive connection the loaded server just closed: again
+                try:
+                    async with gate:
+                        answer = await http.post(f"{url}/agents", json={"name": label, "kind": "bench",
+                                                                        "labels": [label]})  # fmt: skip
+                    answer.raise_for_status()
+                    return url, answer.json()["id"], label
+                except httpx.TransportError:
+                    if attempt == 4:
+                        raise
+                    await asyncio.sleep(1)
+            raise AssertionError("unreachable")
 
         agents = await asyncio.gather(*(register(i) for i in range(count)))
-        print("ready", flush=True)
-        errors = 0
+        errors = claims = 0
+        first = asyncio.Event()
+        pending = count
 
         async def agent(url: str, agent_id: str, label: str) -> None:
-            nonlocal errors
+            nonlocal errors, claims, pending
             await asyncio.sleep(random.uniform(0, wait))  # agents start at different moments
             body = {"agent_id": agent_id, "labels": [label], "wait": wait, "limit": 1}
             while True:
                 started = time.monotonic()
                 try:
                     (await http.post(f"{url}/work/claim", json=body)).raise_for_status()
+                    claims += 1
                 except httpx.HTTPError:
                     errors += 1
                     await asyncio.sleep(1)
+                if pending:
+                    pending -= 1
+                    if not pending:
+                        first.set()
                 if time.monotonic() - started < 1.0:  # the agents' poll_interval
                     await asyncio.sleep(1.0 - (time.monotonic() - started))
 
         tasks = [asyncio.create_task(agent(*a)) for a in agents]
+        await first.wait()  # every agent has finished its first claim (the start-up wave is over)
+        print("ready", flush=True)
+        since, counted = time.monotonic(), claims
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent closes it
+        rate = (claims - counted) / (time.monotonic() - since)
         for one in tasks:
             one.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        print(json.dumps({"errors": errors}), flush=True)
+        stats = {"errors": errors, "claims_per_s": round(rate, 1)}
+        print(json.dumps(stats), flush=True)
+        print(f"pollers: {count} agents, {json.dumps(stats)}", file=sys.stderr, flush=True)
 
 
 class Pollers:
@@ -202,8 +222,11 @@ def phase(servers: list[ServerProcess], flow_id: str, args: argparse.Namespace, 
     if pollers is not None:
         pids["client"] = pollers.pid
     cpu = idle_cpu(pids, args.idle)
-    created = create_latencies(servers[-1].url, flow_id, args.creates)
-    handed = handoffs(servers[0].url, servers[-1].url, flow_id, args.handoffs, label)
+    try:
+        created = create_latencies(servers[-1].url, flow_id, args.creates)
+        handed = handoffs(servers[0].url, servers[-1].url, flow_id, args.handoffs, label)
+    except Exception as exc:  # e.g. a create call the server did not answer within the client's timeout
+        return {"idle_cpu_percent": {k: round(v, 2) for k, v in cpu.items()}, "error": f"{type(exc).__name__}: {exc}"}
     return {
         "idle_cpu_percent": {k: round(v, 2) for k, v in cpu.items()},
         "create_ms": {"p50": round(statistics.median(created), 2), "p99": round(percentile(created, 0.99), 2)},
@@ -241,11 +264,12 @@ def measure(kind: str, counts: list[int], folder: Path, args: argparse.Namespace
                 base = phase(servers, flow_id, args, f"handoff-{count}-{n}-a", None)
                 pollers = Pollers([s.url for s in servers], count, args.wait, f"idle{count}").start()
                 try:
-                    time.sleep(args.wait + 1)  # every agent has made its first claim
+                    time.sleep(args.wait)  # past the start-up wave: the agents' claims are idle re-polls
                     loaded = phase(servers, flow_id, args, f"handoff-{count}-{n}-b", pollers)
                 finally:
-                    errors = pollers.stop().get("errors")
-                rounds.append({"baseline": base, "agents": loaded, "claim_errors": errors})
+                    stats = pollers.stop()
+                rounds.append({"baseline": base, "agents": loaded, "claim_errors": stats.get("errors"),
+                               "claims_per_s": stats.get("claims_per_s")})  # fmt: skip
                 print(f"{kind} N={count} round {n + 1}: {json.dumps(rounds[-1])}", file=sys.stderr, flush=True)
             results[str(count)] = summary(rounds)
     finally:
@@ -257,6 +281,9 @@ def measure(kind: str, counts: list[int], folder: Path, args: argparse.Namespace
 
 
 def summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    failed = [r for r in rounds if "error" in r["baseline"] or "error" in r["agents"]]
+    if failed:
+        return {"failed_rounds": failed, "rounds": len(rounds)}
     def med(side: str, *path: str) -> float:
         values = []
         for r in rounds:
@@ -287,6 +314,7 @@ def summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "create_p99_ratio_per_round": [round(r, 2) for r in p99_ratio],
         "create_p99_ratio": round(statistics.median(p99_ratio), 2),
         "claim_errors": [r["claim_errors"] for r in rounds],
+        "claims_per_s": [r.get("claims_per_s") for r in rounds],
         "rounds": len(rounds),
     }
     if replicas:

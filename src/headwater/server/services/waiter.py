@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import datetime
 import heapq
+import random
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -36,8 +37,10 @@ from headwater.schemas.common import utcnow
 
 #: A label set as claims send it (sorted, no repeats).
 Key = tuple[str, ...]
-#: Longest a "found nothing" memory is trusted, in seconds (bounds what an unforeseen lost change costs).
-EMPTY_SECONDS = 60.0
+#: Longest a "found nothing" memory is trusted, in seconds (bounds what an unforeseen lost change costs;
+#: lost notices are the sweep's). Each memory lasts a random 50-100 % of it, so a thousand agents that
+#: started together do not all search again in the same second.
+EMPTY_SECONDS = 120.0
 
 
 def fits(run_labels: frozenset[str], agent_labels: frozenset[str]) -> bool:
@@ -129,7 +132,7 @@ class ClaimWaiters:
         """A claim of ``key`` that began at ``stamp`` found nothing; the next run it matches is ``due``."""
         found = self._set(key)
         now = self._now()
-        found.empty_stamp, found.empty_until = stamp, now + self._empty_seconds
+        found.empty_stamp, found.empty_until = stamp, now + self._empty_seconds * random.uniform(0.5, 1.0)
         if due is not None:
             at = now + max((due - utcnow()).total_seconds(), 0.0)
             found.due = at
