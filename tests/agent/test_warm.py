@@ -71,7 +71,7 @@ def recorded(folder: Path, run_id: str) -> dict[str, Any]:
 
 def zygote_pid(agent: LocalAgent) -> int:
     starter = agent._warm
-    assert starter is not None and starter.zygote is not None and starter.ready.is_set(), agent.health()
+    assert starter is not None and starter.zygote is not None and starter.ready.is_set(), agent.warm_status
     return starter.zygote.pid
 
 
@@ -101,7 +101,7 @@ def test_each_warm_run_gets_the_environment_cwd_limits_and_session_the_cold_path
     monkeypatch.setenv("WARM_FIRST", "only-for-the-first-run")
     agent = warm_agent(server, folder, labels=[label], import_paths=[str(tmp_path / "imports")])
     with running(agent):
-        wait_for(lambda: agent.health()["warm_starter"] == "ready", timeout=60, what="the warm starter")
+        wait_for(lambda: agent.warm_status == "ready", timeout=60, what="the warm starter")
         zygote = zygote_pid(agent)
         first = client.create_flow_run(steps_flow, labels=[label])
         assert client.wait_for_flow_run(first, timeout=30).state == "Success"
@@ -141,7 +141,7 @@ def test_a_crashing_run_affects_neither_the_other_runs_nor_the_zygote(
     crashes = {"exit:1": "code 1", f"kill:{int(signal.SIGKILL)}": "code -9 (killed by SIGKILL)",
                "segv": "code -11 (killed by SIGSEGV)"}  # fmt: skip
     with running(agent):
-        wait_for(lambda: agent.health()["warm_starter"] == "ready", timeout=60, what="the warm starter")
+        wait_for(lambda: agent.warm_status == "ready", timeout=60, what="the warm starter")
         zygote = zygote_pid(agent)
         survivor = client.create_flow_run(
             steps_flow, labels=[label], parameters={"do": [f"wait:crashing-{i}" for i in range(3)] + ["sleep:0.5"]}
@@ -168,7 +168,7 @@ def test_a_cancelled_warm_run_has_its_process_group_stopped(
     settings = FAST.model_copy(update={"cancel_grace": 0.0})
     agent = warm_agent(server, folder, labels=[label], settings=settings)
     with running(agent):
-        wait_for(lambda: agent.health()["warm_starter"] == "ready", timeout=60, what="the warm starter")
+        wait_for(lambda: agent.warm_status == "ready", timeout=60, what="the warm starter")
         run_id = client.create_flow_run(steps_flow, labels=[label], parameters={"do": ["grandchild:gc", "sleep:60"]})
         wait_for(lambda: (folder / "gc").exists() and (folder / "gc").read_text(), timeout=30, what="the grandchild")
         pid, grandchild = recorded(folder, run_id)["pid"], int((folder / "gc").read_text())
@@ -186,7 +186,7 @@ def test_a_killed_zygote_is_replaced_and_runs_still_start(
     label = unique("label")
     agent = warm_agent(server, folder, labels=[label])
     with running(agent):
-        wait_for(lambda: agent.health()["warm_starter"] == "ready", timeout=60, what="the warm starter")
+        wait_for(lambda: agent.warm_status == "ready", timeout=60, what="the warm starter")
         old = zygote_pid(agent)
         in_flight = client.create_flow_run(steps_flow, labels=[label], parameters={"do": ["touch:up", "wait:go"]})
         wait_for(lambda: (folder / "up").exists(), timeout=30, what="the first run")
@@ -197,7 +197,7 @@ def test_a_killed_zygote_is_replaced_and_runs_still_start(
         assert client.wait_for_flow_run(next_run, timeout=60).state == "Success"
         (folder / "go").touch()  # the run started by the dead zygote goes on and ends by itself
         assert client.wait_for_flow_run(in_flight, timeout=30).state == "Success"
-        wait_for(lambda: agent.health()["warm_starter"] == "ready" and zygote_pid(agent) != old, timeout=60,
+        wait_for(lambda: agent.warm_status == "ready" and zygote_pid(agent) != old, timeout=60,
                  what="a new warm starter")  # fmt: skip
         new = zygote_pid(agent)
         last = client.create_flow_run(steps_flow, labels=[label])
@@ -215,7 +215,7 @@ def test_without_warm_each_run_is_a_child_of_the_agent(
     with running(agent):
         run_id = client.create_flow_run(steps_flow, labels=[label])
         assert client.wait_for_flow_run(run_id, timeout=60).state == "Success"
-        assert agent.health()["warm_starter"] == "off" and agent._warm is None
+        assert agent.warm_status == "off" and agent._warm is None
     assert recorded(folder, run_id)["ppid"] == os.getpid()
 
 
@@ -292,7 +292,7 @@ def test_a_flow_changed_in_storage_is_what_the_next_warm_run_runs(
     agent = LocalAgent(api_url=server.url, labels=[label], settings=FAST, name=unique("warm"), hostname_label=False,
                        import_paths=[str(imports)])  # fmt: skip
     with running(agent):
-        wait_for(lambda: agent.health()["warm_starter"] == "ready", timeout=60, what="the warm starter")
+        wait_for(lambda: agent.warm_status == "ready", timeout=60, what="the warm starter")
         zygote = zygote_pid(agent)
         first = client.create_flow_run(flow_id)
         assert client.wait_for_flow_run(first, timeout=60).state == "Success", client.get_flow_run(first)

@@ -158,11 +158,14 @@ class LocalAgent(Agent):
                                  "process that imported headwater once (agent.warm_start)")  # fmt: skip
 
     def health(self) -> dict[str, Any]:
-        """The base health, plus ``processes`` (how many flow-run processes are running) and ``warm_starter``
-        (``ready``, ``starting``, ``lost`` or ``off``)."""
+        """The base health, plus ``processes``: how many flow-run processes are running."""
+        return {**super().health(), "processes": len(self._processes)}
+
+    @property
+    def warm_status(self) -> str:
+        """The warm starter's state: ``ready``, ``starting``, ``lost``, or ``off`` (``warm=False``)."""
         starter = self._warm
-        warm = "off" if not self.warm else starter.status if starter is not None else "starting"
-        return {**super().health(), "processes": len(self._processes), "warm_starter": warm}
+        return "off" if not self.warm else starter.status if starter is not None else "starting"
 
     def process_env(self, flow_run: FlowRun) -> dict[str, str]:
         """This process's environment (less the ``env_vars`` set to None), then :meth:`flow_run_env`,

@@ -13,7 +13,8 @@ on the Unix socket ``FD`` (``SOCK_SEQPACKET``, one JSON message per packet):
   directory, resource limits and umask, the environment (as ``os.environ``, with
   ``sys.path`` rebuilt from its ``PYTHONPATH``), default signal handlers; then it
   runs the command as ``python -m MODULE ARGS`` / ``python SCRIPT ARGS`` would and
-  exits through the interpreter's normal shutdown with the same exit code.
+  exits with the same exit code, after what a normal exit does (threads joined,
+  ``atexit`` handlers, streams flushed; :func:`finish`).
   Answers ``started`` with the pid once the set-up succeeded, else ``failed``;
 - when a process ends, ``exit`` with its pid and code (negative: the signal that ended it).
 
@@ -24,7 +25,9 @@ started go on, as the cold path's do when their agent dies).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import gc
 import importlib
 import importlib.util
 import io
@@ -93,8 +96,8 @@ class ChildJob:
         self.argv = argv
 
     def run(self) -> None:
-        """Run ``-m MODULE ARGS`` or ``SCRIPT ARGS`` as ``__main__``. Its ``SystemExit`` or uncaught
-        exception leaves through :func:`main` to the interpreter, which exits as ``python`` would."""
+        """Run ``-m MODULE ARGS`` or ``SCRIPT ARGS`` as ``__main__`` (its ``SystemExit`` or uncaught
+        exception is :func:`finish`'s to turn into the exit code)."""
         import runpy
 
         entry = ENTRY_POINTS.get(tuple(self.argv))
@@ -136,6 +139,8 @@ class Zygote:
                 f"process: {names}); a process with threads can't be forked safely. Remove the module from "
                 "agent.warm_preload, or start runs cold (--no-warm)"
             )
+        gc.collect()
+        gc.freeze()  # the imported objects: a collection in a forked run then won't touch (and copy) their pages
         # sys.path less what this process's start added (its cwd, its PYTHONPATH): each run gets its own
         own = {os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p}
         self.base_path = [p for p in startup_path[1:] if os.path.abspath(p) not in own]
@@ -309,9 +314,53 @@ def main(argv: list[str]) -> int:
         zygote.send({"op": "broken", "error": f"{type(exc).__name__}: {exc}"})
         return 1
     job = zygote.serve()
-    if job is not None:
+    if job is None:
+        return 0
+    os._exit(finish(job))
+
+
+def finish(job: ChildJob) -> int:
+    """Run the job and end as the interpreter would, less tearing down every module.
+
+    Exit code, traceback, non-daemon threads joined, ``atexit`` handlers, streams flushed:
+    as ``python`` does. Not the teardown of the modules the zygote imported: that would
+    touch (and so copy) every page this process shares with the zygote, for nothing.
+    """
+    try:
         job.run()
-    return 0
+        code = 0
+    except SystemExit as exc:
+        code = _exit_code(exc.code)
+    except KeyboardInterrupt:
+        sys.excepthook(*sys.exc_info())
+        code = -signal.SIGINT
+    except BaseException:
+        sys.excepthook(*sys.exc_info())
+        code = 1
+    main_thread = threading.main_thread()
+    for thread in threading.enumerate():
+        if thread is not main_thread and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()  # what a normal exit runs: logging.shutdown, the user's handlers
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    if code == -signal.SIGINT:  # as Python does after an uncaught KeyboardInterrupt: end by the signal
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+        code = 130
+    return code & 0xFF
+
+
+def _exit_code(code: object) -> int:
+    """The status ``sys.exit(code)`` gives: None → 0, an int as is, anything else printed and 1."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    with contextlib.suppress(Exception):
+        print(code, file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":
