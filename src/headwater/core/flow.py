@@ -9,7 +9,8 @@ only when called so ``headwater.core`` stays a pure model.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, cast
 
 from headwater.core import building
@@ -292,6 +293,11 @@ class Flow:
     def edges_to(self, task: Task) -> list[Edge]:
         """Edges into ``task``, in the order they were added."""
         return list(self._edges_of(self._upstream, task))
+
+    def edges_into(self) -> Mapping[Task, Sequence[Edge]]:
+        """Every task's incoming edges, in the order they were added: a read-only view, for code
+        that walks the whole graph once (the engine's plan) without a copy per task."""
+        return MappingProxyType(self._upstream)
 
     def edges_from(self, task: Task) -> list[Edge]:
         """Edges from ``task``, in the order they were added."""

@@ -241,6 +241,8 @@ class Task:
         return self
 
     def _bind_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        if not args and not kwargs:
+            return {}  # nothing to bind: bind_partial accepts this for any signature
         key = self._signature_key()
         if key is not None:
             binder = binder_for(key, self.signature)

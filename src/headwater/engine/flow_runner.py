@@ -58,22 +58,26 @@ def plan(flow: Flow, parameters: dict[str, Any]) -> list[TaskCall]:
     order = flow.sorted_tasks()
     position = {t: i for i, t in enumerate(order)}
     all_constants = flow.constants
+    edges_into = flow.edges_into()
     calls: list[TaskCall] = []
     shared_keys: dict[tuple[str | None, ...], tuple[str | None, ...]] = {}
     for t in order:
-        edges = flow.edges_to(t)
+        edges = edges_into[t]
         given = all_constants.get(t)
         if isinstance(t, Parameter) and t.name in parameters:
             constants: Mapping[str, Any] = {**(given or {}), "value": parameters[t.name]}
         else:
             constants = given if given else _NO_CONSTANTS
-        if edges:
+        if not edges:
+            calls.append(TaskCall(t, (), constants))
+            continue
+        if len(edges) == 1:
+            upstream: tuple[int, ...] = (position[edges[0].upstream_task],)
+            keys: tuple[str | None, ...] = (edges[0].key,)
+        else:
             upstream = tuple([position[e.upstream_task] for e in edges])
             keys = tuple([e.key for e in edges])
-            call = TaskCall(t, shared_keys.setdefault(keys, keys), constants, upstream)
-        else:
-            call = TaskCall(t, (), constants)
-        calls.append(call)
+        calls.append(TaskCall(t, shared_keys.setdefault(keys, keys), constants, upstream))
     return calls
 
 
@@ -172,11 +176,10 @@ def _run(flow: Flow, parameters: dict[str, Any], executor: Any, ctx: FlowRunCont
     try:
         with executor.start():
             futures: list[Any] = []
+            future_at = futures.__getitem__
             for call in calls:
                 futures.append(
-                    executor.submit(
-                        run_task, call, [futures[i] for i in call.upstream], ctx, key=call.task.slug
-                    )
+                    executor.submit(run_task, call, list(map(future_at, call.upstream)), ctx, key=call.task.slug)
                 )
             states: list[State] = executor.wait(futures)
     except Exception as exc:

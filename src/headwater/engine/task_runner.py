@@ -168,7 +168,7 @@ def run_task(call: TaskCall, upstream_states: list[State], context: FlowRunConte
             not_ready = _not_ready(task, upstream_states)
             if not_ready is not None:
                 return _final(context, task, not_ready, started, 0)
-        kwargs = dict(call.constants)
+        kwargs = dict(call.constants) if call.constants else {}
         for key, upstream in zip(call.keys, upstream_states, strict=True):
             if key is not None:
                 kwargs[key] = upstream.result
