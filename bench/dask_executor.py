@@ -1,6 +1,9 @@
 """DaskExecutor against raw Dask on the same cluster (issue 15). Prints one JSON document.
 
-    .venv/bin/python bench/dask.py [--sizes 1000 10000 100000] [--rounds 5]
+    .venv/bin/python bench/dask_executor.py [--sizes 1000 10000 100000] [--rounds 5]
+
+(Not ``bench/dask.py``: run as a script, a file of that name first on ``sys.path``
+would hide the ``dask`` package from ``distributed`` and from ``bench/engine.py``.)
 
 One ``distributed.LocalCluster`` of 2 worker processes with 1 thread each (as
 ``bench/engine.py``), kept for the whole run. For each N, ``--rounds`` rounds,
@@ -23,23 +26,16 @@ the rounds' ratios (target ≤ 1.15× at N = 10,000), and the best is reported t
 
 from __future__ import annotations
 
+import argparse
+import gc
+import json
+import statistics
 import sys
-from pathlib import Path
+import time
+from typing import Any
 
-# run as a script, this file's folder comes first on sys.path, and this file's name would
-# hide the `dask` package from distributed (and from the worker processes it spawns)
-_here = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
-
-import argparse  # noqa: E402
-import gc  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from typing import Any  # noqa: E402
-
-from headwater import Flow, task  # noqa: E402
-from headwater.executors import DaskExecutor  # noqa: E402
+from headwater import Flow, task
+from headwater.executors import DaskExecutor
 
 TARGET = 1.15
 
@@ -96,6 +92,7 @@ def measure(address: str, n: int, rounds: int) -> dict[str, Any]:
         else:
             hw_s.append(headwater_round(address, flow))
             raw_s.append(raw_round(address, n))
+        print(f"N={n} round {i + 1}: raw {raw_s[-1]:.3f}s headwater {hw_s[-1]:.3f}s", file=sys.stderr, flush=True)
     ratios = [h / r for h, r in zip(hw_s, raw_s, strict=True)]
     median = statistics.median(ratios)
     return {
