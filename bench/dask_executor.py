@@ -22,6 +22,9 @@ the machine's drift hits both alike:
 
 Each round's ratio is headwater / raw of that round; the figure is the median of
 the rounds' ratios (target ≤ 1.15× at N = 10,000), and the best is reported too.
+Beside wall time, the CPU time all the cluster's processes spent (this process:
+client and scheduler; the two workers) is compared the same way: on a machine
+other work shares, it moves less than wall time.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import statistics
 import sys
 import time
@@ -52,48 +56,63 @@ def independent_flow(n: int) -> Flow:
     return flow
 
 
-def raw_round(address: str, n: int) -> float:
-    """Seconds for a fresh client to map ``inc`` over N values and gather the results."""
+class Clock:
+    """Wall time, and the CPU time of this process (client and scheduler) and of the workers."""
+
+    def __init__(self, worker_pids: list[int]) -> None:
+        import psutil
+
+        self.processes = [psutil.Process(), *(psutil.Process(pid) for pid in worker_pids)]
+
+    def _cpu(self) -> list[float]:
+        return [sum(p.cpu_times()[:2]) for p in self.processes]
+
+    def time(self, fn: Any) -> tuple[float, float]:
+        """``fn()``'s wall seconds and the CPU seconds all the cluster's processes spent on it."""
+        gc.collect()
+        before = self._cpu()
+        start = time.perf_counter()
+        fn()
+        elapsed = time.perf_counter() - start
+        return elapsed, sum(after - b for after, b in zip(self._cpu(), before, strict=True))
+
+
+def raw_round(address: str, n: int) -> None:
+    """A fresh client maps ``inc`` over N values and gathers the results."""
     from distributed import Client
 
-    gc.collect()
-    start = time.perf_counter()
     with Client(address) as client:
         futures = client.map(inc, range(n), pure=False)
         results = client.gather(futures)
         del futures
-    elapsed = time.perf_counter() - start
     assert len(results) == n
-    return elapsed
 
 
-def headwater_round(address: str, flow: Flow) -> float:
-    """Seconds for ``flow.run`` with a fresh DaskExecutor connected to ``address``."""
-    gc.collect()
-    start = time.perf_counter()
+def headwater_round(address: str, flow: Flow) -> None:
+    """``flow.run`` with a fresh DaskExecutor connected to ``address``."""
     state = flow.run(executor=DaskExecutor(address=address))
-    elapsed = time.perf_counter() - start
     assert state.is_successful(), state.message
-    return elapsed
 
 
-def measure(address: str, n: int, rounds: int) -> dict[str, Any]:
+def measure(address: str, clock: Clock, n: int, rounds: int) -> dict[str, Any]:
     """Interleaved rounds of both sides at N tasks; each round's ratio, their median and best."""
     flow = independent_flow(n)
     if n <= 10_000:  # warm both paths (imports, the workers' first unpickling of the functions)
         raw_round(address, min(n, 1_000))
         headwater_round(address, independent_flow(min(n, 1_000)))
-    raw_s: list[float] = []
-    hw_s: list[float] = []
+    raw: list[tuple[float, float]] = []
+    hw: list[tuple[float, float]] = []
     for i in range(rounds):
         if i % 2 == 0:
-            raw_s.append(raw_round(address, n))
-            hw_s.append(headwater_round(address, flow))
+            raw.append(clock.time(lambda: raw_round(address, n)))
+            hw.append(clock.time(lambda: headwater_round(address, flow)))
         else:
-            hw_s.append(headwater_round(address, flow))
-            raw_s.append(raw_round(address, n))
-        print(f"N={n} round {i + 1}: raw {raw_s[-1]:.3f}s headwater {hw_s[-1]:.3f}s", file=sys.stderr, flush=True)
+            hw.append(clock.time(lambda: headwater_round(address, flow)))
+            raw.append(clock.time(lambda: raw_round(address, n)))
+        print(f"N={n} round {i + 1}: raw {raw[-1][0]:.3f}s headwater {hw[-1][0]:.3f}s", file=sys.stderr, flush=True)
+    raw_s, hw_s = [r[0] for r in raw], [h[0] for h in hw]
     ratios = [h / r for h, r in zip(hw_s, raw_s, strict=True)]
+    cpu_ratios = [h[1] / r[1] for h, r in zip(hw, raw, strict=True)]
     median = statistics.median(ratios)
     return {
         "tasks": n,
@@ -105,6 +124,10 @@ def measure(address: str, n: int, rounds: int) -> dict[str, Any]:
         "ratio_best": round(min(ratios), 3),
         "raw_us_per_task_median": round(statistics.median(raw_s) / n * 1e6, 1),
         "headwater_us_per_task_median": round(statistics.median(hw_s) / n * 1e6, 1),
+        # CPU time of the cluster's processes (client + scheduler here, and the 2 workers):
+        # less swayed than wall time when other work shares the machine's cores
+        "cpu_ratios": [round(r, 3) for r in cpu_ratios],
+        "cpu_ratio_median": round(statistics.median(cpu_ratios), 3),
     }
 
 
@@ -118,8 +141,11 @@ def run(sizes: list[int], rounds: int) -> dict[str, Any]:
     ) as cluster:
         with Client(cluster) as client:
             client.wait_for_workers(2, timeout=60)
+            worker_pids = [int(pid) for pid in client.run(os.getpid).values()]
+        clock = Clock(worker_pids)
         for n in sizes:
-            results[str(n)] = measure(cluster.scheduler_address, n, rounds)
+            results[str(n)] = measure(cluster.scheduler_address, clock, n, rounds)
+            print(json.dumps({str(n): results[str(n)]}), file=sys.stderr, flush=True)
     return results
 
 
