@@ -20,6 +20,7 @@ engine does.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
@@ -116,18 +117,21 @@ _NOTHING = object()
 
 
 class RawStatements:
-    """Statements compiled once per engine, on first use: ``statements.get(engine, "name", make)``."""
+    """Statements compiled once per engine's dialect, on first use: ``statements.get(engine, "name", statement)``."""
 
     def __init__(self) -> None:
-        self._compiled: dict[tuple[int, str], RawStatement] = {}
+        # by the dialect object itself (not its id, which a later dialect may reuse)
+        self._compiled: weakref.WeakKeyDictionary[Any, dict[str, RawStatement]] = weakref.WeakKeyDictionary()
 
     def get(
         self, engine: Engine, name: str, statement: ClauseElement, columns: Sequence[str] | None = None
     ) -> RawStatement:
-        key = (id(engine.dialect), name)
-        found = self._compiled.get(key)
+        known = self._compiled.get(engine.dialect)
+        if known is None:
+            known = self._compiled[engine.dialect] = {}
+        found = known.get(name)
         if found is None:
-            found = self._compiled[key] = RawStatement(statement, engine, columns)
+            found = known[name] = RawStatement(statement, engine, columns)
         return found
 
 
