@@ -224,10 +224,11 @@ def throughput_round(client: Client, env: dict[str, str], flow_id: str, runs: in
     try:
         with MemorySampler(agent.pid) as memory:
             deadline = time.monotonic() + 900
-            while client.list_flow_runs_page(label=label, state=FINISHED, limit=1).total < runs:
+            # counted from the rows: a page's ``total`` may be an estimate past the page
+            while len(client.list_flow_runs(label=label, state=FINISHED, limit=runs + 10)) < runs:
                 assert time.monotonic() < deadline, f"{label}: runs did not finish"
                 assert agent.poll() is None, f"{label}: the agent ended ({agent.returncode})"
-                time.sleep(0.5)
+                time.sleep(1.0)
         wall = time.perf_counter() - began
         cpu["server"] = cpu_seconds(server_pid)[0] - server_before
         cpu["agent"], cpu["runs"] = cpu_seconds(agent.pid)
@@ -307,6 +308,7 @@ def main() -> int:
                     wait_ready(client, flow_id, "pickup-warm")
                     wait_ready(client, flow_id, "pickup-cold")
                     results["first_task"] = first_task(client, flow_id, samples)
+                    print(json.dumps(results["first_task"]), file=sys.stderr, flush=True)  # kept if a later part fails
                 finally:
                     for agent in agents:
                         stop_agent(agent)

@@ -325,3 +325,23 @@ def test_the_command_line_agent_runs_flows_warm_and_cold(server: ServerProcess, 
         text = log.read_text()
         assert ("forked from the warm starter" in text) == (not flag), text[-3000:]
         assert ("started cold" in text) == bool(flag), text[-3000:]
+
+
+def test_an_agent_whose_warm_starter_cannot_start_runs_cold(
+    server: ServerProcess, client: Client, steps_flow: str, folder: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    caplog.set_level(logging.INFO, "headwater.agent")
+    (tmp_path / "threaded_mod.py").write_text("import threading, time\nthreading.Thread(target=time.sleep, "
+                                              "args=(30,), daemon=True).start()\n")  # fmt: skip
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    label = unique("label")
+    settings = FAST.model_copy(update={"warm_preload": ["threaded_mod"]})
+    agent = warm_agent(server, folder, labels=[label], settings=settings)
+    with running(agent):
+        runs = [client.create_flow_run(steps_flow, labels=[label]) for _ in range(2)]
+        for run_id in runs:
+            assert client.wait_for_flow_run(run_id, timeout=60).state == "Success"
+    assert [recorded(folder, run_id)["ppid"] for run_id in runs] == [os.getpid()] * 2  # cold: the agent's children
+    assert "started threads" in caplog.text and "starts runs cold from now on" in caplog.text
+    assert caplog.text.count("starts runs cold from now on") == 1

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from headwater.agent.base import Agent, logger
 from headwater.agent.common import log_to_run
-from headwater.agent.warm import UNKNOWN_EXIT, WarmStarter, WarmUnavailable
+from headwater.agent.loop import DeployLater
+from headwater.agent.warm import UNKNOWN_EXIT, WarmStarter, WarmTimeout, WarmUnavailable
 from headwater.client.errors import ApiError
 from headwater.core.run_states import FINISHED, HELD, FlowRunState
 
@@ -218,14 +219,17 @@ class LocalAgent(Agent):
         starter = self._ensure_warm()
         if starter is None or not starter.ready.is_set():
             logger.info("flow run %s starts cold: the warm starter is %s", flow_run.id,
-                        starter.status if starter is not None else "starting again")  # fmt: skip
+                        starter.status if starter is not None else "not there")  # fmt: skip
             return None
         stdin = os.open(os.devnull, os.O_RDONLY)
         quiet = None if self.show_flow_logs else os.open(os.devnull, os.O_WRONLY)
         try:
             stdio = [stdin, 1, 2] if quiet is None else [stdin, quiet, quiet]
             return starter.spawn(argv, env, stdio)
-        except WarmUnavailable as exc:
+        except WarmTimeout as exc:  # it may have started the process after all: not cold as well
+            starter.kill()
+            raise DeployLater(f"{exc}; it was stopped, and the run is put back") from None
+        except WarmUnavailable as exc:  # nothing was started
             logger.warning("flow run %s starts cold: %s", flow_run.id, exc)
             self._ensure_warm()
             return None
@@ -244,6 +248,12 @@ class LocalAgent(Agent):
                     self._warm_backoff = WARM_RESTART_BACKOFF
                 return starter
             if self._loop.stopping.is_set() and starter is not None:
+                return None
+            if starter is not None and starter.error is not None:  # it can't import what it must: it never will
+                if not starter.retired:
+                    logger.warning("agent %r starts runs cold from now on: its warm starter can't start (%s)",
+                                   self.name, starter.error)  # fmt: skip
+                    self._retire(starter)
                 return None
             if time.monotonic() - self._warm_started < self._warm_backoff:
                 return None
@@ -265,6 +275,7 @@ class LocalAgent(Agent):
 
     def _retire(self, starter: WarmStarter) -> None:
         """Let go of an ended warm starter; its processes (still in ``_processes``) are watched by pid."""
+        starter.retired = True
         threading.Thread(target=starter.close, name="headwater-warm-retire", daemon=True).start()
 
     def on_startup(self) -> None:
@@ -274,8 +285,9 @@ class LocalAgent(Agent):
         self._warm_started = 0.0
         starter = self._ensure_warm()
         if starter is not None and not starter.wait_ready(WARM_READY_TIMEOUT):
-            logger.warning("agent %r: its warm starter is %s after %gs; runs start cold until it is ready",
-                           self.name, starter.status, WARM_READY_TIMEOUT)  # fmt: skip
+            why = f" ({starter.error})" if starter.error else f" after {WARM_READY_TIMEOUT:g}s"
+            logger.warning("agent %r: its warm starter is %s%s; runs start cold until one is ready",
+                           self.name, starter.status, why)  # fmt: skip
 
     def check_deployments(self) -> None:
         """Reap processes that ended; report a run they left unfinished as Failed with the exit code."""

@@ -37,12 +37,16 @@ logger = logging.getLogger("headwater.agent")
 
 #: The exit code of a run whose process ended after its zygote did: no one could learn the real one.
 UNKNOWN_EXIT = -256
-#: Seconds a spawn waits for the zygote's answer before the run is started cold instead.
-SPAWN_TIMEOUT = 10.0
+#: Seconds a spawn waits for the zygote's answer before giving up on it (the LocalAgent then stops it).
+SPAWN_TIMEOUT = 30.0
 
 
 class WarmUnavailable(Exception):
     """The warm starter can't start this run (not ready, gone, or the fork's set-up failed): start it cold."""
+
+
+class WarmTimeout(Exception):
+    """The warm starter did not answer a spawn in time: whether it started the process is unknown."""
 
 
 class WarmProcess:
@@ -121,6 +125,7 @@ class WarmStarter:
         self.lost = False  # the zygote ended (or never became ready): its processes are watched by pid
         self.error: str | None = None  # why it is lost, when it said
         self.ready = threading.Event()
+        self.retired = False  # the agent let go of it (it ended, or can't start)
         self.zygote: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
         self._send_lock = threading.Lock()
@@ -171,7 +176,8 @@ class WarmStarter:
         and ``stdio`` (three descriptors) as its stdin, stdout and stderr.
 
         Raises:
-            WarmUnavailable: the zygote is not ready or gone, did not answer, or the fork's set-up failed.
+            WarmUnavailable: the zygote is not ready or gone, or the fork's set-up failed: nothing was started.
+            WarmTimeout: the zygote did not answer within ``SPAWN_TIMEOUT`` s.
         """
         if self.lost or not self.ready.is_set() or self._sock is None:
             raise WarmUnavailable(f"the warm starter is {self.status}" + (f" ({self.error})" if self.error else ""))
@@ -193,7 +199,7 @@ class WarmStarter:
             with self._send_lock:
                 socket.send_fds(self._sock, [data], list(stdio))
             if not answered.wait(SPAWN_TIMEOUT):
-                raise WarmUnavailable(f"the warm starter did not answer within {SPAWN_TIMEOUT:g}s")
+                raise WarmTimeout(f"the warm starter did not answer within {SPAWN_TIMEOUT:g}s")
         except OSError as exc:
             raise WarmUnavailable(f"the warm starter can't be reached ({exc})") from None
         finally:
@@ -206,6 +212,11 @@ class WarmStarter:
         assert isinstance(process, WarmProcess)
         process.args = list(argv)
         return process
+
+    def kill(self) -> None:
+        """Kill the zygote (it stopped answering); the processes it started go on."""
+        if self.zygote is not None and self.zygote.poll() is None:
+            self.zygote.kill()
 
     def close(self, timeout: float = 5.0) -> None:
         """Close the socket (the zygote then ends; runs it started go on) and wait up to ``timeout`` s for it."""
