@@ -251,7 +251,8 @@ class AgentSettings(BaseModel):
     warm_start: bool = Field(
         True,
         description="A LocalAgent starts each run's process as a fork of a process that imported headwater once "
-        "(≈ 30 ms instead of ≈ 400 ms); false: a fresh `python -m headwater execute flow-run` each time (--no-warm).",
+        "(skipping a fresh interpreter's start and imports); false: a fresh `python -m headwater execute "
+        "flow-run` each time (--no-warm).",
     )
     warm_preload: list[str] = Field(
         default_factory=list,
