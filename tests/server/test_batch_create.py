@@ -7,6 +7,7 @@ run of the batch is stored. Run creation itself (``POST /runs``) shares the code
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 from collections.abc import Callable
 from typing import Any
@@ -180,3 +181,26 @@ def test_the_client_creates_runs_in_batches(server: LiveServer, unique: str) -> 
         with pytest.raises(TypeError, match="flow run 0 is str"):
             client.create_flow_runs(["etl"])  # type: ignore[list-item]
         assert len(client.list_flow_runs(flow_id=flow_id)) == 3
+
+
+def test_one_key_sent_at_once_by_many_makes_one_run(server: LiveServer, unique: str) -> None:
+    """Creates racing on one idempotency key: the losers of the unique index find the winner's run."""
+    with httpx.Client(base_url=server.api, timeout=60) as api:
+        project(api, f"race-{unique}")
+        flow_id = register(api, f"race-{unique}", "etl")
+
+    def create(i: int) -> list[str]:
+        with httpx.Client(base_url=server.api, timeout=60) as own:
+            if i % 2:
+                answer = own.post("/runs", json={"flow_id": flow_id, "idempotency_key": "same"})
+                assert answer.status_code == 201, answer.text
+                return [answer.json()["id"]]
+            answer = batch(own, [{"flow_id": flow_id, "idempotency_key": "same"}, {"flow_id": flow_id}])
+            assert answer.status_code == 201, answer.text
+            return [answer.json()["flow_runs"][0]["id"]]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        ids = {i for found in pool.map(create, range(8)) for i in found}
+    assert len(ids) == 1
+    with httpx.Client(base_url=server.api, timeout=60) as api:
+        assert runs_of(api, flow_id) == 1 + 4  # the keyed run, and each batch's unkeyed one
