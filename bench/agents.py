@@ -95,14 +95,19 @@ async def poll(urls: list[str], count: int, wait: float, prefix: str) -> None:
         async def agent(url: str, agent_id: str, label: str) -> None:
             nonlocal errors, claims, pending
             await asyncio.sleep(random.uniform(0, wait))  # agents start at different moments
-            body = {"agent_id": agent_id, "labels": [label], "wait": wait, "limit": 1}
+            body = json.dumps({"agent_id": agent_id, "labels": [label], "wait": wait, "limit": 1}).encode()
+            stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
             while True:
                 started = time.monotonic()
                 try:
-                    (await http.post(f"{url}/work/claim", json=body)).raise_for_status()
+                    stream = stream or await _connect(url)
+                    await _claim(stream, url, body)
                     claims += 1
-                except httpx.HTTPError:
+                except (OSError, ValueError, asyncio.IncompleteReadError):
                     errors += 1
+                    if stream is not None:
+                        stream[1].close()
+                    stream = None
                     await asyncio.sleep(1)
                 if pending:
                     pending -= 1
@@ -123,6 +128,31 @@ async def poll(urls: list[str], count: int, wait: float, prefix: str) -> None:
         stats = {"errors": errors, "claims_per_s": round(rate, 1)}
         print(json.dumps(stats), flush=True)
         print(f"pollers: {count} agents, {json.dumps(stats)}", file=sys.stderr, flush=True)
+
+
+# The claims are plain HTTP/1.1 on one kept-alive connection per agent, written by hand: httpx's
+# pool costs milliseconds per request with a thousand connections, and on this 2-core machine the
+# client would then, not the server, set the pace of the polling.
+
+
+async def _connect(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, port = url.split("//", 1)[1].split("/", 1)[0].split(":")
+    return await asyncio.open_connection(host, int(port))
+
+
+async def _claim(stream: tuple[asyncio.StreamReader, asyncio.StreamWriter], url: str, body: bytes) -> None:
+    reader, writer = stream
+    path = "/" + url.split("//", 1)[1].split("/", 1)[1] + "/work/claim"
+    writer.write(b"POST %s HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                 % (path.encode(), len(body), body))  # fmt: skip
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))  # fmt: skip
+    await reader.readexactly(length)
+    if status != 200:
+        raise ValueError(f"claim answered {status}")
 
 
 class Pollers:
