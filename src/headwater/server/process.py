@@ -63,7 +63,9 @@ class ServerProcess:
             self.database_url,
         ]
 
-    def start(self, timeout: float = 30.0) -> ServerProcess:
+    def start(self, timeout: float = 120.0) -> ServerProcess:
+        # generous: a loaded 2-core machine was seen taking 15-25 s to start a server; a healthy
+        # start still returns as soon as /health answers
         self.home.mkdir(parents=True, exist_ok=True)
         out = self.log.open("wb")
         self.process = subprocess.Popen(self.command(), env=self.env, stdout=out, stderr=subprocess.STDOUT)
