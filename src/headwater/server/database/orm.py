@@ -76,10 +76,15 @@ class FlowRunRow(Base):
     __table_args__ = (
         Index("ix_flow_runs_claim_order", "state", "scheduled_start_time", "created", "id"),  # the claim's order
         Index("ix_flow_runs_claim_id", "claim_id"),  # a retried claim's runs
+        # newest-first pages of GET /runs, and the prune (migration 0007)
+        Index("ix_flow_runs_created", "created", "id"),
+        Index("ix_flow_runs_state_created", "state", "created", "id"),
+        Index("ix_flow_runs_flow_created", "flow_id", "created", "id"),
+        Index("ix_flow_runs_state_updated", "state", "updated"),
         UniqueConstraint("flow_id", "idempotency_key"),
     )
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    flow_id: Mapped[str] = mapped_column(ForeignKey("flows.id", ondelete="CASCADE"), index=True)
+    flow_id: Mapped[str] = mapped_column(ForeignKey("flows.id", ondelete="CASCADE"))
     run_name: Mapped[str] = mapped_column(String(200))
     state: Mapped[str] = mapped_column(String(20))
     state_message: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -106,6 +111,7 @@ class FlowRunLabelRow(Base):
     """One row per label of a run: what the claim query matches on, in SQL."""
 
     __tablename__ = "flow_run_labels"
+    __table_args__ = (Index("ix_flow_run_labels_label", "label", "flow_run_id"),)  # migration 0007
     flow_run_id: Mapped[str] = mapped_column(ForeignKey("flow_runs.id", ondelete="CASCADE"), primary_key=True)
     label: Mapped[str] = mapped_column(String(200), primary_key=True)
 
@@ -139,8 +145,9 @@ class TaskRunRow(Base):
 
 class LogRow(Base):
     __tablename__ = "logs"
+    __table_args__ = (Index("ix_logs_run_id", "flow_run_id", "id"),)  # a run's log in stored order (0007)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    flow_run_id: Mapped[str] = mapped_column(ForeignKey("flow_runs.id", ondelete="CASCADE"), index=True)
+    flow_run_id: Mapped[str] = mapped_column(ForeignKey("flow_runs.id", ondelete="CASCADE"))
     timestamp: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
     level: Mapped[str] = mapped_column(String(10))
     name: Mapped[str] = mapped_column(String(200))
