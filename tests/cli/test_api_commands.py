@@ -191,6 +191,18 @@ def test_get_tables(client: Client, registered: str, capsys: pytest.CaptureFixtu
     assert any(line.split()[:3] == [agent_name, "local", label] for line in out.splitlines())
 
 
+def test_a_long_history_is_counted_up_to_a_point_and_says_so(
+    client: Client, registered: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GET /runs counts 100 runs past the page, no more (total_exact false past that): the CLI says "101+"
+    label = unique("label")
+    client.create_flow_runs([{"project_name": registered, "flow_name": "cli-etl", "labels": [label]}] * 102)
+    assert main(["runs", "ls", "--label", label, "--limit", "1"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "(1 of 101+; use --limit to see more)"
+    assert main(["get", "flow-runs", "--label", label, "--limit", "2"]) == 0  # 102 = 2 + 100: counted in full
+    assert capsys.readouterr().out.splitlines()[-1] == "(2 of 102; use --limit to see more)"
+
+
 def test_explain(client: Client, registered: str, capsys: pytest.CaptureFixture[str]) -> None:
     label = unique("label")
     run_id = client.create_flow_run(project_name=registered, flow_name="cli-etl", labels=[label])

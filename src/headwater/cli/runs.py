@@ -97,7 +97,8 @@ def runs_page(client: Any, args: argparse.Namespace) -> Any:
 def print_more(page: Any) -> None:
     """Say how many runs the page left out, if any."""
     if page.total > len(page.flow_runs):
-        print(f"({len(page.flow_runs)} of {page.total}; use --limit to see more)")
+        more = "" if page.total_exact else "+"  # a long history is counted up to 100 past the page
+        print(f"({len(page.flow_runs)} of {page.total}{more}; use --limit to see more)")
 
 
 @api_command

@@ -142,9 +142,9 @@ def list_flow_runs(
             filters.append(FLOW_RUNS.c.state.in_(states))
     else:
         walk, values = FLOW_RUNS.c.state, states
-    ids = _page_ids(session, walk, values, filters, offset, limit + COUNT_AHEAD)
+    ids = _page_ids(session, walk, values, filters, offset, limit + COUNT_AHEAD + 1)  # one more: is there more?
     if ids or not offset:
-        total, exact = offset + len(ids), len(ids) < limit + COUNT_AHEAD
+        total, exact = offset + min(len(ids), limit + COUNT_AHEAD), len(ids) <= limit + COUNT_AHEAD
     else:  # past the end: count where the end is
         matching = select(FLOW_RUNS.c.id).where(*filters)
         if values:

@@ -50,7 +50,7 @@ export async function render(root) {
       h('td', {}, held[i].flow_runs.length
         ? h('ul', { class: 'held' }, held[i].flow_runs.map((r) => h('li', {}, stateBadge(r.state), ' ',
           h('a', { href: `#/runs/${r.id}` }, r.run_name), h('span', { class: 'muted small' }, ` (${r.flow_name})`))),
-        held[i].total > held[i].flow_runs.length ? h('li', { class: 'muted' }, `… ${held[i].total} in all`) : null)
+        held[i].total > held[i].flow_runs.length ? h('li', { class: 'muted' }, `… ${held[i].total}${held[i].total_exact === false ? '+' : ''} in all`) : null)
         : h('span', { class: 'muted' }, 'none'))));
     if (!rows.length) {
       rows.push(h('tr', {}, h('td', { colspan: 6, class: 'muted empty' },

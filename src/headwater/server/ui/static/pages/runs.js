@@ -159,7 +159,8 @@ export async function render(root, params) {
     }
     replaceKeepingFocus(body, ...rows);
     const last = Math.min(offset + page.flow_runs.length, page.total);
-    summary.textContent = page.total ? `${offset + 1}–${last} of ${page.total}` : '0 runs';
+    // a long history is counted only up to 100 past the page (total_exact false): "of 300+"
+    summary.textContent = page.total ? `${offset + 1}–${last} of ${page.total}${page.total_exact === false ? '+' : ''}` : '0 runs';
     prev.disabled = offset === 0;
     next.disabled = offset + PAGE >= page.total;
     status.textContent = `updated ${fmtTime(new Date().toISOString()).slice(11)}`;
