@@ -75,7 +75,11 @@ PRELOAD = (
 )
 #: Calls made once after the imports, as ``module:function`` with its arguments: the command line the
 #: flow-run process parses imports every command's module.
-WARM_UP = (("headwater.cli.main:build_parser", (["execute", "flow-run"],)),)
+WARM_UP = (
+    ("headwater.cli.main:build_parser", (["execute", "flow-run"],)),
+    # the API client's TLS context (loading the CA bundle: 35-50 ms of CPU per run otherwise)
+    ("headwater.client.http:ssl_context", ()),
+)
 #: Largest message (a run's environment) the socket carries.
 MAX_MESSAGE = 1 << 20
 #: The exit code of a forked process whose set-up failed (it ran nothing).
