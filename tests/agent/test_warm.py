@@ -179,6 +179,22 @@ def test_a_cancelled_warm_run_has_its_process_group_stopped(
     wait_for(lambda: gone(pid) and gone(grandchild), timeout=10, what="the run's process group to end")
 
 
+def test_a_warm_run_ends_with_a_thread_pool_left_open_after_its_threads_finish(
+    server: ServerProcess, client: Client, steps_flow: str, folder: Path
+) -> None:
+    # As the interpreter does at exit: the threading module's exit hooks end an idle executor's
+    # workers, and non-daemon threads are joined (their work done) before the process ends.
+    label = unique("label")
+    agent = warm_agent(server, folder, labels=[label])
+    with running(agent):
+        wait_for(lambda: agent.warm_status == "ready", timeout=60, what="the warm starter")
+        run_id = client.create_flow_run(steps_flow, labels=[label], parameters={"do": ["pool:joined"]})
+        assert client.wait_for_flow_run(run_id, timeout=60).state == "Success"
+        pid = recorded(folder, run_id)["pid"]
+        wait_for(lambda: gone(pid), timeout=30, what="the run's process to end")
+    assert (folder / "joined").exists()
+
+
 def test_a_killed_zygote_is_replaced_and_runs_still_start(
     server: ServerProcess, client: Client, steps_flow: str, folder: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -45,6 +45,10 @@ def record(folder: Path, run_id: str) -> None:
     (folder / f"{run_id}.json").write_text(json.dumps(got))
 
 
+#: Objects kept alive until the process exits.
+KEPT: list[object] = []
+
+
 def step(folder: Path, what: str) -> None:
     verb, _, arg = what.partition(":")
     if verb == "touch":
@@ -67,6 +71,14 @@ def step(folder: Path, what: str) -> None:
     elif verb == "grandchild":
         child = subprocess.Popen(["sleep", "60"])
         (folder / arg).write_text(str(child.pid))
+    elif verb == "pool":  # an executor left running and a non-daemon thread: the exit must end both
+        import concurrent.futures
+        import threading
+
+        executor = concurrent.futures.ThreadPoolExecutor(2)
+        executor.submit(time.sleep, 0.01).result()
+        KEPT.append(executor)  # alive until exit, as a module's executor is (collected, its workers would end)
+        threading.Thread(target=lambda: (time.sleep(0.3), (folder / arg).touch())).start()
     else:
         raise ValueError(f"unknown step {what!r}")
 

@@ -341,10 +341,10 @@ def finish(job: ChildJob) -> int:
     except BaseException:
         sys.excepthook(*sys.exc_info())
         code = 1
-    main_thread = threading.main_thread()
-    for thread in threading.enumerate():
-        if thread is not main_thread and not thread.daemon:
-            thread.join()
+    # What the interpreter does first at exit: the threading module's exit hooks (which tell a
+    # ThreadPoolExecutor's idle workers to end: joined before them, a run with an executor
+    # never ended), then a join of every non-daemon thread.
+    threading._shutdown()  # type: ignore[attr-defined]
     atexit._run_exitfuncs()  # what a normal exit runs: logging.shutdown, the user's handlers
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
