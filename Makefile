@@ -32,9 +32,12 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/dask_executor.py
 	bash scripts/ensure-system-deps.sh
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/agents.py
 	$(BIN)/python bench/pickup.py
+	$(BIN)/python bench/history.py
 	$(BIN)/python bench/storage.py
 	$(BIN)/python bench/kubernetes_agent.py
 	$(BIN)/python bench/fargate_agent.py
