@@ -79,9 +79,17 @@ import os, signal
 from headwater import Flow, task
 from headwater.environments import LocalEnvironment
 
+def parent_of(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])
+
 @task
 def die():
-    os.kill(os.getppid(), signal.SIGKILL)  # the machine "dies": the agent (this process's parent) ...
+    agent = os.getppid()  # started cold, this process's parent is the agent
+    with open(f"/proc/{agent}/cmdline", "rb") as cmdline:
+        if b"headwater.agent.zygote" in cmdline.read():  # started warm: the agent's warm starter forked it
+            agent = parent_of(agent)
+    os.kill(agent, signal.SIGKILL)  # the machine "dies": the agent ...
     os.kill(os.getpid(), signal.SIGKILL)  # ... and the flow-run process
 
 with Flow("doomed", environment=LocalEnvironment(labels=["d"])) as flow:
