@@ -254,7 +254,7 @@ def test_finished_jobs_go_after_their_ttl(
         assert job.spec.ttl_seconds_after_finished == 2
         wait_for(lambda: not batch.list_namespaced_job("default", label_selector=selector).items, 20, "the TTL")
         wait_for(lambda: not _pods(k8s_cluster, run_id), 10, "the pods going with the job")
-        wait_for(lambda: run_id not in agent._runs, 10, "the agent forgetting the run")
+        wait_for(lambda: run_id not in agent._runs, 30, "the agent forgetting the run")
 
 
 def test_a_restarted_agent_finds_its_jobs_and_settles_them(
