@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import threading
 from collections.abc import Callable
 
 from sqlalchemy import func, select
@@ -22,6 +21,7 @@ from headwater.server.database.orm import FlowRunRow
 from headwater.server.models.common import utcnow
 from headwater.server.models.flow_runs import add_log
 from headwater.server.models.run_states import record as record_state
+from headwater.server.services.periodic import PeriodicService
 
 logger = logging.getLogger("headwater.server.recovery")
 
@@ -69,29 +69,22 @@ def sweep(session: Session, timeout: float, max_reschedules: int) -> list[tuple[
     return moved
 
 
-class RecoveryService:
+class RecoveryService(PeriodicService):
     """Runs :func:`sweep` every ``recovery_interval`` seconds in a daemon thread."""
+
+    name, what, logger = "headwater-recovery", "recovery sweep", logger
 
     def __init__(self, sessions: Callable[[], Session], settings: ServerSettings, on_rescheduled: Callable[[], None]):
         self._sessions = sessions
         self._settings = settings
         self._on_rescheduled = on_rescheduled
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="headwater-recovery", daemon=True)
+        super().__init__()
 
-    def start(self) -> None:
-        self._thread.start()
+    def interval(self) -> float:
+        return self._settings.recovery_interval
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._settings.recovery_interval):
-            try:
-                with self._sessions() as session:
-                    moved = sweep(session, self._settings.heartbeat_timeout, self._settings.max_reschedules)
-                if any(state == FlowRunState.SCHEDULED for _, state in moved):
-                    self._on_rescheduled()
-            except Exception:  # keep sweeping; the next sweep may succeed
-                logger.exception("recovery sweep failed")
+    def run_once(self) -> None:
+        with self._sessions() as session:
+            moved = sweep(session, self._settings.heartbeat_timeout, self._settings.max_reschedules)
+        if any(state == FlowRunState.SCHEDULED for _, state in moved):
+            self._on_rescheduled()

@@ -35,6 +35,7 @@ from headwater.schemas.retention import PruneResult
 from headwater.server.database.orm import FlowRunLabelRow, FlowRunRow, FlowRunStateRow, LogRow, TaskRunRow
 from headwater.server.errors import Conflict
 from headwater.server.models.common import utcnow
+from headwater.server.services.periodic import PeriodicService
 
 logger = logging.getLogger("headwater.server.retention")
 
@@ -163,32 +164,25 @@ def prune(
     return PruneResult(cutoff=cutoff, dry_run=False, batches=batches, remaining=remaining, **total)
 
 
-class RetentionService:
+class RetentionService(PeriodicService):
     """Prunes runs past ``server.prune_older_than`` every ``server.prune_interval`` seconds, in a daemon thread.
 
     It prunes finished runs only and never refuses: unfinished runs due before the window are
     left, and named in a warning on the ``headwater.server.retention`` logger.
     """
 
+    name, what, logger = "headwater-retention", "retention prune", logger
+
     def __init__(self, sessions: Callable[[], Session], settings: ServerSettings) -> None:
         self._sessions = sessions
         self._settings = settings
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="headwater-retention", daemon=True)
+        super().__init__()
 
-    def start(self) -> None:
-        self._thread.start()
+    def interval(self) -> float:
+        return self._settings.prune_interval
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._settings.prune_interval):
-            try:
-                self.prune_once()
-            except Exception:  # keep pruning; the next round may succeed
-                logger.exception("retention prune failed")
+    def run_once(self) -> PruneResult | None:
+        return self.prune_once()
 
     def prune_once(self) -> PruneResult | None:
         """One round: prune everything past the window, and say what was left."""
