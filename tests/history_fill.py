@@ -159,8 +159,10 @@ def _statements(
         f"reschedule_count, attempt, claim_id) {seq}SELECT {run}, {flow}, 'run-' || n, {state}, NULL, 5, {labels}, "
         f"'{{}}', NULL, NULL, {ts()}, {ts()}, {ts('60')}, {ts('1')}, {ts('2')}, {ts('60')}, {ts('59')}, 0, 1, NULL "
         "FROM seq",
-        f"INSERT INTO flow_run_labels (flow_run_id, label) {seq}SELECT {run}, 'team-' || (n % 10) FROM seq",
-        f"INSERT INTO flow_run_labels (flow_run_id, label) {seq}SELECT {run}, 'gpu' FROM seq WHERE n % 100 = 0",
+        f"INSERT INTO flow_run_labels (flow_run_id, label, created) {seq}SELECT {run}, 'team-' || (n % 10), {ts()} "
+        "FROM seq",
+        f"INSERT INTO flow_run_labels (flow_run_id, label, created) {seq}SELECT {run}, 'gpu', {ts()} FROM seq "
+        "WHERE n % 100 = 0",
         "INSERT INTO task_runs (id, flow_run_id, task_slug, state, state_message, attempts, start_time, end_time, "
         f"updated) {seq}SELECT {uid(1)}, {run}, 'extract-1', 'Success', NULL, 1, {ts('2')}, {ts('20')}, {ts('20')} "
         "FROM seq",

@@ -128,7 +128,7 @@ def test_0007_adds_the_history_indexes_over_data_and_downgrades(engine: Engine) 
     upgrade(engine, "0006")
     before = history(engine)
 
-    upgrade(engine)
+    upgrade(engine, "0007")
     assert current_revision(engine) == "0007"
     for table, names in INDEXES_0007.items():
         assert names <= index_names(engine, table), table
@@ -144,5 +144,35 @@ def test_0007_adds_the_history_indexes_over_data_and_downgrades(engine: Engine) 
         assert not names & index_names(engine, table), table
     for table, name in REPLACED_0007.items():
         assert name in index_names(engine, table), table
-    upgrade(engine)
+    upgrade(engine, "0007")
     assert current_revision(engine) == "0007"
+
+
+def test_0008_gives_each_label_its_runs_created_and_downgrades(engine: Engine) -> None:
+    upgrade(engine, "0005")
+    runs = fill_at_0005(engine)
+    upgrade(engine, "0007")
+    labels = sa.Table("flow_run_labels", sa.MetaData(), autoload_with=engine)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(labels), [{"flow_run_id": run_id, "label": x} for run_id in runs for x in ("a", "b")])
+
+    upgrade(engine)
+    assert current_revision(engine) == "0008"
+    assert "ix_flow_run_labels_created" in index_names(engine, "flow_run_labels")
+    assert "ix_flow_run_labels_label" not in index_names(engine, "flow_run_labels")
+    labels = sa.Table("flow_run_labels", sa.MetaData(), autoload_with=engine)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(labels.c.flow_run_id, labels.c.label, labels.c.created)).all()
+    assert len(rows) == 2 * len(runs)
+    assert {(run_id, label, created.replace(tzinfo=None)) for run_id, label, created in rows} == {
+        (run_id, x, run["created"]) for run_id, run in runs.items() for x in ("a", "b")
+    }
+
+    command.downgrade(alembic_config(engine), "0007")
+    assert current_revision(engine) == "0007"
+    assert "ix_flow_run_labels_label" in index_names(engine, "flow_run_labels")
+    assert "created" not in {c["name"] for c in sa.inspect(engine).get_columns("flow_run_labels")}
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM flow_run_labels")).scalar_one() == 2 * len(runs)
+    upgrade(engine)
+    assert current_revision(engine) == "0008"

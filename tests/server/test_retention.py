@@ -77,7 +77,8 @@ class History:
                 created=created, updated=ended, start_time=created, end_time=ended if finished else None,
                 reschedule_count=0, attempt=1,
             ))  # fmt: skip
-            conn.execute(sa.insert(self.t["flow_run_labels"]), [{"flow_run_id": run_id, "label": x} for x in "ab"])
+            conn.execute(sa.insert(self.t["flow_run_labels"]),
+                         [{"flow_run_id": run_id, "label": x, "created": created} for x in "ab"])
             conn.execute(sa.insert(self.t["task_runs"]), [
                 {"id": str(uuid.uuid4()), "flow_run_id": run_id, "task_slug": slug, "state": "Success",
                  "attempts": 1, "updated": ended} for slug in ("t-1", "t-2")

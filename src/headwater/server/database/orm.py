@@ -111,9 +111,11 @@ class FlowRunLabelRow(Base):
     """One row per label of a run: what the claim query matches on, in SQL."""
 
     __tablename__ = "flow_run_labels"
-    __table_args__ = (Index("ix_flow_run_labels_label", "label", "flow_run_id"),)  # migration 0007
+    __table_args__ = (Index("ix_flow_run_labels_created", "label", "created", "flow_run_id"),)  # migration 0008
     flow_run_id: Mapped[str] = mapped_column(ForeignKey("flow_runs.id", ondelete="CASCADE"), primary_key=True)
     label: Mapped[str] = mapped_column(String(200), primary_key=True)
+    #: the run's ``created`` (never changed after), so a label's runs are read newest first from the index
+    created: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class FlowRunStateRow(Base):

@@ -128,7 +128,11 @@ def list_flow_runs(
     filters: list[Any] = []
     if agent_id is not None:
         filters.append(FLOW_RUNS.c.agent_id == agent_id)
-    if labels:
+    # With no state or flow filter the first label's own index is walked (its runs, newest first):
+    # a rare label then reads only its runs, not the history. Otherwise the state's or flow's
+    # index is walked, each run's labels looked up (a rare state, e.g. Running, stays cheap).
+    by_label = bool(labels) and flow_ids is None and not states
+    if labels and not by_label:
         filters.append(_has_labels(labels, session.get_bind().dialect.name))
     if since is not None:
         filters.append(FLOW_RUNS.c.created >= since)
@@ -142,10 +146,15 @@ def list_flow_runs(
             filters.append(FLOW_RUNS.c.state.in_(states))
     else:
         walk, values = FLOW_RUNS.c.state, states
-    ids = _page_ids(session, walk, values, filters, offset, limit + COUNT_AHEAD + 1)  # one more: is there more?
+    if by_label:
+        ids = _label_page_ids(session, labels, filters, offset, limit + COUNT_AHEAD + 1)
+    else:
+        ids = _page_ids(session, walk, values, filters, offset, limit + COUNT_AHEAD + 1)  # one more: is there more?
     if ids or not offset:
         total, exact = offset + min(len(ids), limit + COUNT_AHEAD), len(ids) <= limit + COUNT_AHEAD
     else:  # past the end: count where the end is
+        if by_label:
+            filters.append(_has_labels(labels, session.get_bind().dialect.name))
         matching = select(FLOW_RUNS.c.id).where(*filters)
         if values:
             matching = matching.where(walk.in_(values))
@@ -168,17 +177,15 @@ def _has_labels(labels: list[str], dialect: str) -> Any:
 
     SQLite: one correlated look-up in the labels' primary key per run walked. PostgreSQL: a
     semi-join per label, which its planner drives from the label's own index when the label
-    is rare (``ix_flow_run_labels_label``) and from the runs' order when it is common.
+    is rare (``ix_flow_run_labels_created``) and from the runs' order when it is common.
     """
+    tagged = FLOW_RUN_LABELS.alias("tagged")  # not the outer query's labels, when it walks a label's runs
     if dialect == "postgresql":
         return and_(
-            *(
-                exists().where(FLOW_RUN_LABELS.c.flow_run_id == FLOW_RUNS.c.id, FLOW_RUN_LABELS.c.label == label)
-                for label in labels
-            )
+            *(exists().where(tagged.c.flow_run_id == FLOW_RUNS.c.id, tagged.c.label == label) for label in labels)
         )
-    on_run = select(func.count()).where(FLOW_RUN_LABELS.c.flow_run_id == FLOW_RUNS.c.id)
-    return on_run.where(FLOW_RUN_LABELS.c.label.in_(labels)).scalar_subquery() == len(labels)
+    on_run = select(func.count()).where(tagged.c.flow_run_id == FLOW_RUNS.c.id)
+    return on_run.where(tagged.c.label.in_(labels)).scalar_subquery() == len(labels)
 
 
 def _flow_ids(
@@ -223,6 +230,27 @@ def _page_ids(session: Session, walk: Any, values: list[str], filters: list[Any]
             select(merged.c.id).order_by(merged.c.created.desc(), merged.c.id.desc()).offset(offset).limit(limit)
         )
     )
+
+
+def _label_page_ids(session: Session, labels: list[str], filters: list[Any], offset: int, limit: int) -> list[str]:
+    """The ids of the page, newest first, walking the first label's runs in ``ix_flow_run_labels_created``.
+
+    A label row carries its run's ``created`` (migration 0008), so the walk is in the page's
+    order and stops at its end; each run found is checked against the other filters and labels.
+    """
+    first, rest = labels[0], labels[1:]
+    runs = FLOW_RUN_LABELS.c.flow_run_id
+    query = (
+        select(runs)
+        .join(FLOW_RUNS, FLOW_RUNS.c.id == runs)
+        .where(FLOW_RUN_LABELS.c.label == first, *filters)
+        .order_by(FLOW_RUN_LABELS.c.created.desc(), runs.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    if rest:
+        query = query.where(_has_labels(rest, session.get_bind().dialect.name))
+    return list(session.scalars(query))
 
 
 def _utc_filter(name: str, value: datetime.datetime | None) -> datetime.datetime | None:

@@ -145,7 +145,7 @@ class _Creation:
         now = utcnow()
         answers: list[FlowRun | dict[str, Any]] = []
         runs: list[dict[str, Any]] = []
-        labels: list[dict[str, str]] = []
+        labels: list[dict[str, Any]] = []
         made: dict[tuple[str, str], FlowRun | dict[str, Any]] = {}  # by (flow id, idempotency key)
         for index, spec in enumerate(specs):
             try:
@@ -186,7 +186,7 @@ class _Creation:
                 "attempt": 0,
             }
             runs.append(values)
-            labels.extend({"flow_run_id": run_id, "label": label} for label in values["labels"])
+            labels.extend({"flow_run_id": run_id, "label": label, "created": now} for label in values["labels"])
             answer = {**values, "flow_name": flow["name"], "project_name": flow["project_name"]}
             answers.append(answer)
             if key is not None:
@@ -195,12 +195,12 @@ class _Creation:
         # validated together, in Rust: a third of the time of building each model in Python
         return _FLOW_RUN_LIST.validate_python(answers)
 
-    def insert(self, runs: list[dict[str, Any]], labels: list[dict[str, str]], now: Any) -> None:
+    def insert(self, runs: list[dict[str, Any]], labels: list[dict[str, Any]], now: Any) -> None:
         if not runs:
             return
         self.statement("insert_runs", insert(FLOW_RUNS), RUN_COLUMNS).executemany(self.cursor, runs)
         if labels:
-            self.statement("insert_labels", insert(FLOW_RUN_LABELS), ("flow_run_id", "label")).executemany(
+            self.statement("insert_labels", insert(FLOW_RUN_LABELS), ("flow_run_id", "label", "created")).executemany(
                 self.cursor, labels
             )
         states = [
