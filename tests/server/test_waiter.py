@@ -331,6 +331,39 @@ def test_a_claim_that_looked_while_a_fitting_change_came_does_not_remember_empty
     asyncio.run(scenario())
 
 
+def test_a_label_set_that_comes_when_a_thousand_others_wait_is_woken_and_idle_ones_are_forgotten() -> None:
+    """A new label set is never dropped as idle when it is made (a thousand agents' sets were there already).
+
+    The first 1,000-agent bench found a claim that waited its whole long-poll while its run was
+    created: its new label set had been forgotten the moment it was made (never touched yet),
+    so the run's wake-up reached nobody. Sets idle past the memory's length still go.
+    """
+
+    async def scenario() -> None:
+        waiters = ClaimWaiters(empty_seconds=0.2)
+        waiters.start()
+        for i in range(1023):
+            waiters.stamp((f"agent-{i}",))
+        for _ in range(3):  # the 1,024th set, and again after a claim of it came and went
+            stamp = waiters.stamp(("handoff",))
+            waiting = asyncio.ensure_future(waiters.wait(("handoff",), stamp, 5))
+            await asyncio.sleep(0)
+            waiters.wake([["handoff"]])
+            assert await asyncio.wait_for(waiting, 1) is True
+        await asyncio.sleep(0.3)  # every set is idle past the memory now
+        for i in range(2048):
+            waiters.stamp((f"later-{i}",))
+        assert not waiters.known_empty(("agent-0",))
+        assert len(waiters._sets) <= 2048 + 1, "idle label sets are forgotten"
+        stamp = waiters.stamp(("later-0",))
+        waiting = asyncio.ensure_future(waiters.wait(("later-0",), stamp, 5))
+        await asyncio.sleep(0)
+        waiters.wake([["later-0"]])
+        assert await asyncio.wait_for(waiting, 1) is True
+
+    asyncio.run(scenario())
+
+
 def test_notice_payloads_carry_label_sets_and_fall_back_to_wake_all_when_too_long() -> None:
     token, change = parse_payload(make_payload("t1", {frozenset({"a", "b"}), frozenset()}))
     assert token == "t1" and change == {frozenset({"a", "b"}), frozenset()}

@@ -41,6 +41,8 @@ Key = tuple[str, ...]
 #: lost notices are the sweep's). Each memory lasts a random 50-100 % of it, so a thousand agents that
 #: started together do not all search again in the same second.
 EMPTY_SECONDS = 120.0
+#: Label sets known before idle ones are first looked for and dropped (then at twice those left).
+FORGET_AT = 1024
 
 
 def fits(run_labels: frozenset[str], agent_labels: frozenset[str]) -> bool:
@@ -76,6 +78,7 @@ class ClaimWaiters:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._stopped = False
+        self._forget_at = FORGET_AT
         self.wakes = 0  # wake-ups of label sets, for tests and benchmarks
 
     # -- life ------------------------------------------------------------------------
@@ -181,11 +184,12 @@ class ClaimWaiters:
     def _set(self, key: Key) -> _Set:
         found = self._sets.get(key)
         if found is None:
-            found = self._sets[key] = _Set(frozenset(key))
+            if len(self._sets) >= self._forget_at:  # before the new set joins: it is not idle
+                self._forget()
+                self._forget_at = max(FORGET_AT, 2 * len(self._sets))  # amortized: a scan per doubling
+            found = self._sets[key] = _Set(frozenset(key), touched=self._now())
             for label in key:
                 self._by_label.setdefault(label, set()).add(key)
-            if len(self._sets) % 1024 == 0:
-                self._forget()
         return found
 
     def _wake(self, change: frozenset[frozenset[str]] | None) -> None:
