@@ -277,7 +277,7 @@ def main() -> int:
     parser.add_argument("--database", choices=["sqlite", "postgres"], help="one database only")
     parser.add_argument(
         "--baseline-runs", type=int, default=10_000,
-        help="runs in the baseline database (0: empty); 10,000 fill every page (gpu, 1 %: 100 runs) the figures ask for",
+        help="runs in the baseline database (0: empty); 10,000 fill every page the figures ask for (gpu: 100 runs)",
     )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--samples", type=int, default=20, help="requests per figure per round")
