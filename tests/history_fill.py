@@ -187,8 +187,20 @@ def _statements(
 # -- query plans ------------------------------------------------------------------------------
 
 
-def plans(engine: Engine, call: Callable[[Any], Any]) -> list[str]:
-    """The plan of each SELECT that ``call(session)`` runs: EXPLAIN QUERY PLAN on SQLite, EXPLAIN on PostgreSQL."""
+#: PostgreSQL settings that price a whole-table read, a sort, a hash join and a bitmap scan out of reach,
+#: so EXPLAIN shows the index walk when one exists (each still appears when nothing else can answer).
+STEER = ("enable_seqscan", "enable_sort", "enable_hashjoin", "enable_bitmapscan")
+
+
+def plans(engine: Engine, call: Callable[[Any], Any], steer: bool = False) -> list[str]:
+    """The plan of each SELECT that ``call(session)`` runs: EXPLAIN QUERY PLAN on SQLite, EXPLAIN on PostgreSQL.
+
+    ``steer`` (PostgreSQL): explain with :data:`STEER` off. On a small table the planner may
+    rightly prefer reading and sorting a few hundred rows to walking an index, and which it
+    picks there moved with the machine's state; the tests ask whether the walk *exists*
+    (a dropped index still shows as a whole-table read or a sort), ``bench/history.py`` what
+    the planner picks on a million runs.
+    """
     from sqlalchemy import event
     from sqlalchemy.orm import Session
 
@@ -207,6 +219,9 @@ def plans(engine: Engine, call: Callable[[Any], Any]) -> list[str]:
     sqlite = engine.dialect.name == "sqlite"
     found = []
     with engine.connect() as conn:
+        if steer and not sqlite:
+            for setting in STEER:
+                conn.exec_driver_sql(f"SET LOCAL {setting} = off")
         for statement, parameters in captured:
             if not statement.lstrip().upper().startswith(("SELECT", "WITH")):
                 continue

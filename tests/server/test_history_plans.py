@@ -4,7 +4,10 @@ A database holding 20,000 finished runs (``tests/history_fill.py``, analyzed), a
 every statement ``GET /runs``, ``GET /runs/{id}/logs`` and the claim's candidates run
 (EXPLAIN QUERY PLAN / EXPLAIN). Each must name the index migration 0007 (0004, 0008) made for
 it, and none may read the whole ``flow_runs`` table or sort every matching run: drop an
-index, and its test fails. ``bench/history.py`` measures the same queries on a million runs.
+index, and its test fails. PostgreSQL explains with whole-table reads, sorts, hash joins and
+bitmap scans priced out (``history_fill.STEER``): on 20,000 runs reading a few hundred and
+sorting them is a fair choice for its planner, and in full-suite runs it took it.
+``bench/history.py`` measures the same queries on a million runs.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ CASES: dict[str, tuple[Callable[[Any], Any], str]] = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_each_query_walks_its_index(full: Engine, case: str) -> None:
     call, index = CASES[case]
-    found = plans(full, call)
+    found = plans(full, call, steer=True)
     text = "\n\n".join(found)
     assert index in text, f"{case}: {index} not used:\n{text}"
     assert not [line for line in text.splitlines() if FULL_SCAN.search(line)], f"{case} reads a whole table:\n{text}"
@@ -70,7 +73,7 @@ def test_each_query_walks_its_index(full: Engine, case: str) -> None:
 
 
 def test_several_states_merge_one_walk_each(full: Engine) -> None:
-    text = "\n\n".join(plans(full, lambda s: list_flow_runs(s, state=["Failed", "Cancelled"])))
+    text = "\n\n".join(plans(full, lambda s: list_flow_runs(s, state=["Failed", "Cancelled"]), steer=True))
     assert "ix_flow_runs_state_created" in text, text
     assert not [line for line in text.splitlines() if FULL_SCAN.search(line)], text
     page = text.split("\n\n")[0]
@@ -85,7 +88,7 @@ def test_a_label_filter_walks_that_labels_runs_newest_first(full: Engine, label:
     Migration 0008 put each run's ``created`` on its label rows; without it a rare label read
     most of the history to fill a page (``bench/history.py``).
     """
-    text = "\n\n".join(plans(full, lambda s: list_flow_runs(s, label=[label])))
+    text = "\n\n".join(plans(full, lambda s: list_flow_runs(s, label=[label]), steer=True))
     assert "ix_flow_run_labels_created" in text, text
     assert not [line for line in text.splitlines() if FULL_SCAN.search(line)], text
     assert not SORT_ALL.search(text), text
@@ -93,7 +96,7 @@ def test_a_label_filter_walks_that_labels_runs_newest_first(full: Engine, label:
 
 def test_a_label_with_a_state_walks_the_states_runs(full: Engine) -> None:
     """A state filter keeps the state's walk (a rare state, e.g. Running, stays cheap), each run's labels looked up."""
-    text = "\n\n".join(plans(full, lambda s: list_flow_runs(s, label=["gpu"], state=["failed"])))
+    text = "\n\n".join(plans(full, lambda s: list_flow_runs(s, label=["gpu"], state=["failed"]), steer=True))
     assert "ix_flow_runs_state_created" in text, text
     assert not [line for line in text.splitlines() if FULL_SCAN.search(line)], text
 
