@@ -128,6 +128,35 @@ def test_heartbeats_while_idle(server: ServerProcess, client: Client) -> None:
         assert agent.polls == 1  # seen without claiming
 
 
+def test_stop_releases_the_claim_in_flight(server: ServerProcess, client: Client, flow_id: str) -> None:
+    # a long claim_wait costs the server fewer requests; stopping must not wait it out
+    label = unique("label")
+    settings = FAST.model_copy(update={"claim_wait": 60.0})
+    agent = NoPlatformAgent(name=unique("stopping"), labels=[label], api_url=server.url, settings=settings)
+    with running(agent, timeout=10):
+        wait_for(agent._loop.claiming.is_set, what="a claim call")
+        time.sleep(0.5)  # the claim waits at the server
+        stopped = time.monotonic()
+    assert time.monotonic() - stopped < 5  # not the claim's 60 s
+    assert agent.polls == 1
+    run_id = client.create_flow_run(flow_id, labels=[label])  # the released claim takes nothing
+    time.sleep(0.5)
+    assert client.get_flow_run(run_id).state == "Scheduled"
+
+
+def test_heartbeats_wait_for_no_long_poll_in_flight(server: ServerProcess, client: Client) -> None:
+    # the claim tells the server the agent is alive as it begins: no heartbeat is sent beside it
+    settings = FAST.model_copy(update={"claim_wait": 3.0, "heartbeat_interval": 0.5})
+    with running(NoPlatformAgent(name=unique("quiet"), labels=[unique("label")], api_url=server.url,
+                                 settings=settings)) as agent:  # fmt: skip
+        wait_for(agent._loop.claiming.is_set, what="a claim call")
+        assert agent.agent_id is not None
+        seen = [a.last_seen for a in client.list_agents() if a.id == agent.agent_id]
+        time.sleep(2.0)
+        assert agent.polls == 0  # still in its first claim
+        assert [a.last_seen for a in client.list_agents() if a.id == agent.agent_id] == seen
+
+
 def test_an_unreachable_server_stops_start_with_a_clear_error() -> None:
     from headwater.client import ApiConnectionError
     from headwater.server.process import free_port

@@ -54,6 +54,7 @@ SCOPE = {
     ("POST", "/agents"): "agent",
     ("POST", "/agents/{agent_id}/heartbeat"): "agent",
     ("POST", "/work/claim"): "agent",
+    ("POST", "/work/claim/release"): "agent",
     ("GET", "/tokens"): "admin",
     ("POST", "/tokens"): "admin",
     ("DELETE", "/tokens/{token_id}"): "admin",
@@ -151,6 +152,7 @@ def test_an_agent_token_acts_only_for_its_own_agents(server: tuple[LiveServer, s
             "send its heartbeat": agent2.post(f"/runs/{run}/heartbeat"),
             "write its task runs": agent2.post(f"/runs/{run}/task_runs", json=TASKS),
             "heartbeat agent 1": agent2.post(f"/agents/{a1}/heartbeat"),
+            "release agent 1's claim": agent2.post("/work/claim/release", json={"agent_id": a1, "claim_id": "c"}),
             "take over agent 1's name": agent2.post("/agents", json={"name": "a1", "kind": "t", "labels": ["x"]}),
             "fail a run nobody holds": agent2.post(f"/runs/{scheduled.json()['id']}/state", json={"state": "Failed"}),
         }
@@ -163,6 +165,7 @@ def test_an_agent_token_acts_only_for_its_own_agents(server: tuple[LiveServer, s
         assert agent1.post(f"/runs/{run}/logs", json=LOGS).status_code == 201
         assert agent1.post(f"/runs/{run}/task_runs", json=TASKS).status_code == 200
         assert agent1.post(f"/agents/{a1}/heartbeat").status_code == 200
+        assert agent1.post("/work/claim/release", json={"agent_id": a1, "claim_id": "c"}).status_code == 204
     with client(live, admin_token) as admin:  # an operator may still settle any run
         assert admin.post(f"/runs/{run}/state", json={"state": "Failed", "message": "by hand"}).status_code == 200
 

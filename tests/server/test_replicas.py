@@ -134,3 +134,33 @@ def test_a_run_created_on_one_server_wakes_a_claim_waiting_on_the_other(
     record_property("cross_process_wakeup_median_ms", round(median, 1))
     print(f"cross-process wake-up: median {median:.1f} ms, max {max(latencies):.1f} ms over {len(latencies)}")
     assert median <= WAKE_BOUND_MS, sorted(latencies)
+
+
+@pytest.mark.parametrize("replicas", ["postgres"], indirect=True)
+def test_a_release_through_one_server_ends_a_claim_waiting_on_the_other(
+    replicas: tuple[LiveServer, LiveServer],
+) -> None:
+    # a stopping agent's release may reach another replica than its claim (a load balancer):
+    # on PostgreSQL it crosses as a notice (on SQLite it is heard by the process it reached only)
+    label = uuid.uuid4().hex[:8]
+    clients = [Client(server.url) for server in replicas]
+    try:
+        agent_id = clients[0].register_agent(f"stopping-{label}", "test", [label])
+        claim_id = uuid.uuid4().hex
+        answer: dict[str, float] = {}
+
+        def wait_for_run() -> None:
+            runs = clients[0].claim_flow_runs(agent_id, [label], wait=30, claim_id=claim_id)
+            answer["at"], answer["runs"] = time.monotonic(), len(runs)
+
+        thread = threading.Thread(target=wait_for_run)
+        thread.start()
+        time.sleep(0.5)  # the claim reaches the first server and waits
+        released = time.monotonic()
+        clients[1].release_claim(agent_id, claim_id)
+        thread.join(timeout=20)
+        assert answer.get("runs") == 0, answer
+        assert answer["at"] - released < 5, answer["at"] - released  # not its 30 s wait
+    finally:
+        for client in clients:
+            client.close()

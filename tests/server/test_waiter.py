@@ -14,6 +14,7 @@ import signal
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,13 @@ import uvicorn
 
 from headwater.config.settings import ServerSettings
 from headwater.server.app import create_app
-from headwater.server.services.notifier import MAX_PAYLOAD, make_payload, parse_payload
+from headwater.server.services.notifier import (
+    MAX_PAYLOAD,
+    make_payload,
+    make_release_payloads,
+    parse_payload,
+    parse_release,
+)
 from headwater.server.services.waiter import ClaimWaiters, fits
 
 from .helpers import agent, project, register, run
@@ -372,3 +379,18 @@ def test_notice_payloads_carry_label_sets_and_fall_back_to_wake_all_when_too_lon
     payload = make_payload("t3", many)
     assert len(payload.encode()) <= MAX_PAYLOAD and parse_payload(payload) == ("t3", None)
     assert parse_payload("t4 not-json") == ("t4", None)
+
+
+def test_release_payloads_round_trip_and_fit_a_notice() -> None:
+    pairs = [(f"agent-{n}", uuid.uuid4().hex) for n in range(300)]
+    payloads = make_release_payloads("t1", pairs)
+    assert len(payloads) > 1 and all(len(p.encode()) <= MAX_PAYLOAD for p in payloads)
+    heard = [parse_release(p) or ("none", []) for p in payloads]
+    assert {token for token, _ in heard} == {"t1"}
+    assert [pair for _, got in heard for pair in got] == pairs
+    assert make_release_payloads("t1", []) == []
+    # a notice about work is not a release, and a malformed release releases nothing
+    assert parse_release(make_payload("t2", {frozenset({"a"})})) is None
+    assert parse_release(make_payload("t2", None)) is None
+    assert parse_release("t3 release:not-json") == ("t3", [])
+    assert parse_release('t3 release:[["only-one"]]') == ("t3", [])

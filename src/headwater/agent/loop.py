@@ -24,6 +24,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
+from uuid import uuid4
 
 from headwater.agent.common import install_stop_signals, restore_signals
 from headwater.agent.health import HealthServer
@@ -63,6 +64,8 @@ class AgentLoop:
         self.wake = threading.Event()  # poke, stop, a free slot: claim (or end) now
         self._waiting_for_slot = False  # every slot taken: the claim loop waits for one
         self.claiming = threading.Event()  # a claim call is in flight
+        self._claim_id: str | None = None  # that call's claim id (stop() releases it)
+        self._claim_began = 0.0  # time.monotonic() it began
         self._slots = threading.Lock()
         self.in_flight = 0
         self.not_ready: str | None = None  # why the agent claims nothing now (ready()'s last reason)
@@ -119,6 +122,28 @@ class AgentLoop:
     def stop(self) -> None:
         self.stopping.set()
         self.wake.set()
+        self._release_claim()
+
+    def _release_claim(self) -> None:
+        """Have the server end the claim in flight now, instead of the stop waiting out its long-poll.
+
+        Sent from a thread of its own: ``stop()`` may run in a signal handler, on the thread
+        whose claim call is in flight. A release that does not arrive costs only time (the
+        claim ends within ``claim_wait``); runs the claim had taken come back and are put back.
+        """
+        agent, claim_id, client = self.agent, self._claim_id, self.agent._client
+        if claim_id is None or client is None or agent.agent_id is None:
+            return
+        agent_id = agent.agent_id
+
+        def send() -> None:
+            try:
+                client.release_claim(agent_id, claim_id)
+            except Exception as exc:  # an older server (404), the server away: the claim ends with its wait
+                logger.info("agent %r could not release its claim in flight (%s); it ends within %gs",
+                            agent.name, exc, self.settings.claim_wait)  # fmt: skip
+
+        threading.Thread(target=send, name="headwater-agent-release", daemon=True).start()
 
     # -- claiming -----------------------------------------------------------------------
 
@@ -184,9 +209,15 @@ class AgentLoop:
         """One claim call (counted in ``polls``); re-registers if the server forgot the agent."""
         agent = self.agent
         assert agent.agent_id is not None
+        self._claim_began = time.monotonic()
+        self._claim_id = claim_id = uuid4().hex
         self.claiming.set()
         try:
-            runs = agent.client.claim_flow_runs(agent.agent_id, sorted(agent.labels), limit, self.settings.claim_wait)
+            if self.stopping.is_set():  # stopped just now: stop() may not have seen this claim's id
+                return []
+            runs = agent.client.claim_flow_runs(
+                agent.agent_id, sorted(agent.labels), limit, self.settings.claim_wait, claim_id=claim_id
+            )
         except NotFoundError:
             logger.warning("the server does not know agent %r (id %s): registering it again",
                            agent.name, agent.agent_id)  # fmt: skip
@@ -195,6 +226,7 @@ class AgentLoop:
         finally:
             agent.polls += 1
             self.claiming.clear()
+            self._claim_id = None
         self._last_contact = time.monotonic()
         if runs:
             logger.info("agent %r claimed %d flow run(s): %s", agent.name, len(runs), ", ".join(r.id for r in runs))
@@ -249,8 +281,11 @@ class AgentLoop:
 
     def _heartbeat_if_due(self) -> None:
         agent = self.agent
-        if agent.agent_id is None or time.monotonic() - self._last_contact < self.settings.heartbeat_interval:
+        now, interval = time.monotonic(), self.settings.heartbeat_interval
+        if agent.agent_id is None or now - self._last_contact < interval:
             return
+        if self.claiming.is_set() and now - self._claim_began < self.settings.claim_wait + interval:
+            return  # a long-poll in flight: the server saw the agent when it began (last_seen)
         try:
             agent.client.agent_heartbeat(agent.agent_id)
         except ApiError as exc:

@@ -205,18 +205,31 @@ class Client(FlowRunsMixin, SecretsMixin):
         """Every agent, most recently seen first."""
         return _AGENTS.validate_python(self._http.request("GET", "/agents"))
 
-    def claim_flow_runs(self, agent_id: str, labels: Iterable[str], limit: int = 1, wait: float = 0.0) -> list[FlowRun]:
+    def claim_flow_runs(
+        self, agent_id: str, labels: Iterable[str], limit: int = 1, wait: float = 0.0, claim_id: str | None = None
+    ) -> list[FlowRun]:
         """Claim up to ``limit`` due runs these labels match; they come back Submitted to this agent.
 
         With ``wait`` > 0 the server holds the request until a run is due or
         ``wait`` seconds pass (long-poll), so an empty list means nothing came. Each call
-        sends a claim id of its own, the same on its retries, so a claim retried after its
-        answer was lost gets the runs the first try took instead of stranding them.
+        sends a claim id of its own (``claim_id``, made here when not given), the same on its
+        retries, so a claim retried after its answer was lost gets the runs the first try took
+        instead of stranding them; :meth:`release_claim` with that id ends the wait early.
         """
-        body = {"agent_id": agent_id, "labels": list(labels), "limit": limit, "wait": wait, "claim_id": uuid4().hex}
+        claim_id = claim_id or uuid4().hex
+        body = {"agent_id": agent_id, "labels": list(labels), "limit": limit, "wait": wait, "claim_id": claim_id}
         timeout = max(self.timeout, wait + 15.0)
         answer = self._http.request("POST", "/work/claim", json=body, timeout=timeout, idempotent=True)
         return ClaimResponse.model_validate(answer).flow_runs
+
+    def release_claim(self, agent_id: str, claim_id: str) -> None:
+        """End the wait of the claim sent with ``claim_id`` now (the agent is stopping).
+
+        That claim answers at once with what it holds: nothing, unless it had taken runs
+        already (put them back). A claim not at the server yet is released when it arrives.
+        """
+        self._http.request("POST", "/work/claim/release", json={"agent_id": agent_id, "claim_id": claim_id},
+                           idempotent=True)  # fmt: skip
 
     # -- tokens --------------------------------------------------------------------
 

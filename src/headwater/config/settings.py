@@ -224,7 +224,12 @@ class AgentSettings(BaseModel):
     """How agents claim, heartbeat and stop (``headwater/agent/``)."""
 
     claim_wait: float = Field(
-        10.0, ge=0, le=300, description="Seconds a claim long-polls for work (the server may cut it shorter)."
+        30.0,
+        ge=0,
+        le=300,
+        description="Seconds a claim long-polls for work (the server may cut it shorter). A run reaches a waiting "
+        "agent as soon as it is created whatever this is; longer waits cost the server fewer requests, and a "
+        "stopping agent releases its claim in flight.",
     )
     poll_interval: float = Field(
         1.0, ge=0, description="Least seconds between the starts of two claims that found nothing."

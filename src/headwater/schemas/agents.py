@@ -44,5 +44,12 @@ class ClaimRequest(Model):
     )
 
 
+class ClaimRelease(Model):
+    """End a waiting claim now (its agent is stopping): the claim answers what it holds, taking nothing more."""
+
+    agent_id: str = Field(min_length=1, max_length=64)
+    claim_id: RequestId
+
+
 class ClaimResponse(Model):
     flow_runs: list[FlowRun]

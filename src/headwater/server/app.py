@@ -79,7 +79,7 @@ def create_app(settings: ServerSettings, home: Path, recovery: bool = True) -> F
     upgrade(engine)
     sessions = sessionmaker(engine, expire_on_commit=False)
     waiters = ClaimWaiters()  # long-polling claims wait here, on the event loop
-    notifier = WorkNotifier(waiters.wake, peer_channel(engine))  # also wakes claims on other server processes
+    notifier = WorkNotifier(waiters.wake, peer_channel(engine), waiters.release)  # also reaches other server processes
     sweep = ChangeSweep(engine, waiters.wake, lambda: waiters.active)
     service = RecoveryService(sessions, settings, notifier.notify) if recovery else None
     claims = ClaimQueue(engine)

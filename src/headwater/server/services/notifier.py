@@ -23,6 +23,11 @@ notifier therefore also tells its peers, through a channel on the database itsel
   every claim of the other processes. (``PRAGMA data_version`` would wake claimers on
   *every* commit, a claim's own included — a claim updates its agent's ``last_seen``.)
 
+Releases (a stopping agent ending its waiting claim, ``POST /work/claim/release``) travel the
+same way on PostgreSQL, as notices of their own (``<token> release:<JSON [agent id, claim id]
+pairs>``), since the claim may wait on another process than the one the release reached.
+The SQLite channel carries none: there a release is heard by the process it reached only.
+
 A peer's notice only wakes local claims, which then claim through the database as
 always: a run is still claimed once (``server/models/work.py``), and a notice lost
 (e.g. while the listener reconnects, which also wakes every claim) is found by the
@@ -56,6 +61,10 @@ MAX_PAYLOAD = 7900
 Change = frozenset[frozenset[str]] | None
 #: What a notice is handed to: the shared waiter's ``wake``.
 Wake = Callable[[Change], None]
+#: What a release is handed to: the shared waiter's ``release`` (agent id, claim id).
+Release = Callable[[str, str], None]
+#: Marks a release notice's payload (after the token).
+RELEASE_MARK = "release:"
 
 
 class PeerChannel:
@@ -63,11 +72,14 @@ class PeerChannel:
 
     # -- hooks for subclasses ------------------------------------------------------
 
-    def start(self, wake: Wake) -> None:
-        """Begin listening; call ``wake`` (from any thread) when a peer signals."""
+    def start(self, wake: Wake, release: Release | None = None) -> None:
+        """Begin listening; call ``wake`` (``release``) from any thread when a peer signals (releases)."""
 
     def signal(self, change: Change) -> None:
         """Tell the peers; must be cheap, it is called on the request path."""
+
+    def signal_release(self, agent_id: str, claim_id: str) -> None:
+        """Tell the peers a claim is released (a channel that can't: nothing)."""
 
     def stop(self) -> None:
         """Stop listening and release what ``start`` took."""
@@ -76,14 +88,15 @@ class PeerChannel:
 class WorkNotifier:
     """Notices for long-polling claims: this process's, and (with a channel) its peers'."""
 
-    def __init__(self, wake: Wake, peers: PeerChannel | None = None) -> None:
+    def __init__(self, wake: Wake, peers: PeerChannel | None = None, release: Release | None = None) -> None:
         self._wake = wake
         self._peers = peers
+        self._release = release
 
     def start(self) -> None:
         """Start hearing peers (a no-op without a channel)."""
         if self._peers is not None:
-            self._peers.start(self._wake)
+            self._peers.start(self._wake, self._release)
 
     def stop(self) -> None:
         """Stop hearing peers."""
@@ -99,6 +112,13 @@ class WorkNotifier:
         self._wake(change)
         if self._peers is not None:
             self._peers.signal(change)
+
+    def release(self, agent_id: str, claim_id: str) -> None:
+        """End this claim's wait, here and on peers (its agent is stopping); callable from any thread."""
+        if self._release is not None:
+            self._release(agent_id, claim_id)
+        if self._peers is not None:
+            self._peers.signal_release(agent_id, claim_id)
 
 
 def peer_channel(engine: Engine) -> PeerChannel | None:
@@ -131,7 +151,7 @@ class FileChannel(PeerChannel):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self, wake: Wake) -> None:
+    def start(self, wake: Wake, release: Release | None = None) -> None:
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, self._mode)
         self._stop.clear()
         self._thread = threading.Thread(target=self._poll, args=(self._fd, wake), name="headwater-notify", daemon=True)
@@ -178,13 +198,15 @@ class PostgresChannel(PeerChannel):
         self._pending = threading.Event()
         self._lock = threading.Lock()
         self._changes: set[frozenset[str]] | None = set()  # what the next notice says; None: wake all
+        self._has_change = False  # a change is waiting to be sent
+        self._releases: list[tuple[str, str]] = []  # releases waiting to be sent
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
-    def start(self, wake: Wake) -> None:
+    def start(self, wake: Wake, release: Release | None = None) -> None:
         self._stop.clear()
         self._threads = [
-            threading.Thread(target=self._listen, args=(wake,), name="headwater-listen", daemon=True),
+            threading.Thread(target=self._listen, args=(wake, release), name="headwater-listen", daemon=True),
             threading.Thread(target=self._send, name="headwater-notify", daemon=True),
         ]
         for thread in self._threads:
@@ -196,6 +218,12 @@ class PostgresChannel(PeerChannel):
                 self._changes = None
             elif self._changes is not None:
                 self._changes |= change
+            self._has_change = True
+        self._pending.set()
+
+    def signal_release(self, agent_id: str, claim_id: str) -> None:
+        with self._lock:
+            self._releases.append((agent_id, claim_id))
         self._pending.set()
 
     def stop(self) -> None:
@@ -214,7 +242,7 @@ class PostgresChannel(PeerChannel):
         connection.autocommit = True
         return connection
 
-    def _listen(self, wake: Wake) -> None:
+    def _listen(self, wake: Wake, release: Release | None) -> None:
         while not self._stop.is_set():
             connection = None
             try:
@@ -223,6 +251,13 @@ class PostgresChannel(PeerChannel):
                 wake(None)  # a notice may have been missed while not listening
                 while not self._stop.is_set():
                     for notice in connection.notifies(timeout=0.5):
+                        released = parse_release(notice.payload)
+                        if released is not None:
+                            token, claims = released
+                            if token != self._token and release is not None:
+                                for agent_id, claim_id in claims:
+                                    release(agent_id, claim_id)
+                            continue
                         token, change = parse_payload(notice.payload)
                         if token != self._token:
                             wake(change)
@@ -244,22 +279,32 @@ class PostgresChannel(PeerChannel):
             self._pending.clear()
             with self._lock:
                 changes, self._changes = self._changes, set()
-            payload = make_payload(self._token, changes)
-            for attempt in (1, 2):
-                try:
-                    if connection is None:
-                        connection = self._connect()
-                    connection.execute("SELECT pg_notify(%s, %s)", (PG_CHANNEL, payload))
-                    break
-                except Exception as exc:
-                    if connection is not None:
-                        connection.close()
-                        connection = None
-                    if attempt == 2:
-                        logger.warning("can't tell other server processes about new work (%s); their sweep "
-                                       "finds it", exc)  # fmt: skip
+                has_change, self._has_change = self._has_change, False
+                releases, self._releases = self._releases, []
+            payloads = make_release_payloads(self._token, releases)
+            if has_change:
+                payloads.insert(0, make_payload(self._token, changes))
+            for payload in payloads:
+                connection = self._notify(connection, payload)
         if connection is not None:
             connection.close()
+
+    def _notify(self, connection: Any, payload: str) -> Any:
+        """Send one notice (a second try on a fresh connection); returns the connection to use next."""
+        for attempt in (1, 2):
+            try:
+                if connection is None:
+                    connection = self._connect()
+                connection.execute("SELECT pg_notify(%s, %s)", (PG_CHANNEL, payload))
+                break
+            except Exception as exc:
+                if connection is not None:
+                    connection.close()
+                    connection = None
+                if attempt == 2:
+                    logger.warning("can't tell other server processes about new work or a release (%s); their "
+                                   "sweep finds new work, a released claim ends with its wait", exc)  # fmt: skip
+        return connection
 
 
 def make_payload(token: str, changes: Iterable[frozenset[str]] | None) -> str:
@@ -279,3 +324,35 @@ def parse_payload(payload: str) -> tuple[str, Change]:
         return token, frozenset(frozenset(str(label) for label in labels) for labels in json.loads(rest))
     except (ValueError, TypeError):  # not ours, or from a newer version: wake every claim
         return token, None
+
+
+def make_release_payloads(token: str, releases: list[tuple[str, str]]) -> list[str]:
+    """Release notices' payloads, each ``<token> release:<JSON [agent id, claim id] pairs>`` within MAX_PAYLOAD."""
+    payloads: list[str] = []
+    batch: list[tuple[str, str]] = []
+    for release in releases:
+        candidate = _release_payload(token, [*batch, release])
+        if batch and len(candidate.encode()) > MAX_PAYLOAD:
+            payloads.append(_release_payload(token, batch))
+            batch = [release]
+        else:
+            batch.append(release)
+    if batch:
+        payloads.append(_release_payload(token, batch))
+    return payloads
+
+
+def _release_payload(token: str, releases: list[tuple[str, str]]) -> str:
+    return f"{token} {RELEASE_MARK}" + json.dumps([list(pair) for pair in releases], separators=(",", ":"))
+
+
+def parse_release(payload: str) -> tuple[str, list[tuple[str, str]]] | None:
+    """The sender's token and the claims a release notice names; None for any other notice."""
+    token, _, rest = payload.partition(" ")
+    if not rest.startswith(RELEASE_MARK):
+        return None
+    try:
+        pairs = json.loads(rest[len(RELEASE_MARK) :])
+        return token, [(str(agent_id), str(claim_id)) for agent_id, claim_id in pairs]
+    except (ValueError, TypeError):  # malformed: no release (the claims end with their waits)
+        return token, []

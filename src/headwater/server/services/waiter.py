@@ -12,6 +12,10 @@ for it until something that could match it changes. What wakes it:
 - the sweep (``services/sweep.py``) that finds runs made claimable without a notice
   reaching this process.
 
+A claim may also be **released**: its agent is stopping and sent ``POST /work/claim/release``
+with the claim's id (:meth:`ClaimWaiters.release`), so the claim answers at once instead of
+holding the stopping agent for the rest of its wait.
+
 It also remembers, per label set, that a claim found nothing as of a stamp (the count of
 wake-ups that set has had): a claim of that set made before any later wake-up may skip the
 search for runs (``ClaimAsk.look``). The memory lasts :data:`EMPTY_SECONDS` at most, and
@@ -37,10 +41,16 @@ from headwater.schemas.common import utcnow
 
 #: A label set as claims send it (sorted, no repeats).
 Key = tuple[str, ...]
+#: A claim as a release names it: its agent's id and its claim id.
+ClaimKey = tuple[str, str]
 #: Longest a "found nothing" memory is trusted, in seconds (bounds what an unforeseen lost change costs;
 #: lost notices are the sweep's). Each memory lasts a random 50-100 % of it, so a thousand agents that
 #: started together do not all search again in the same second.
 EMPTY_SECONDS = 120.0
+#: How long a release is remembered for a claim that is not waiting yet (e.g. still searching), in seconds.
+RELEASE_SECONDS = 60.0
+#: Most such releases remembered (the oldest are forgotten first).
+MAX_RELEASES = 10_000
 #: Label sets known before idle ones are first looked for and dropped (then at twice those left).
 FORGET_AT = 1024
 
@@ -79,6 +89,8 @@ class ClaimWaiters:
         self._timer_at: float | None = None
         self._stopped = False
         self._forget_at = FORGET_AT
+        self._releasing: dict[ClaimKey, asyncio.Future[None]] = {}  # waiting claims a release would end
+        self._released: dict[ClaimKey, float] = {}  # releases of claims not waiting then, by loop time (oldest first)
         self.wakes = 0  # wake-ups of label sets, for tests and benchmarks
 
     # -- life ------------------------------------------------------------------------
@@ -166,6 +178,44 @@ class ClaimWaiters:
             if not future.done():
                 future.cancel()
 
+    # -- releases ----------------------------------------------------------------------
+
+    def release(self, agent_id: str, claim_id: str) -> None:
+        """End this claim's wait now: its agent is stopping (any thread; see :meth:`releasing`)."""
+        self._call(self._release_claim, (agent_id, claim_id))
+
+    def releasing(self, agent_id: str, claim_id: str) -> asyncio.Future[None]:
+        """A future completed when this claim is released (done already if it was); call :meth:`unwatch` after."""
+        key = (agent_id, claim_id)
+        future = self._releasing.get(key)
+        if future is None:
+            assert self._loop is not None
+            future = self._releasing[key] = self._loop.create_future()
+            if self._released.pop(key, None) is not None:
+                future.set_result(None)
+        return future
+
+    def unwatch(self, agent_id: str, claim_id: str) -> None:
+        """The claim has answered: a release of it no longer matters."""
+        future = self._releasing.pop((agent_id, claim_id), None)
+        if future is not None and not future.done():
+            future.cancel()
+
+    def _release_claim(self, key: ClaimKey) -> None:
+        future = self._releasing.get(key)
+        if future is not None:
+            if not future.done():
+                future.set_result(None)
+            return
+        # not waiting (yet): its request may still be on the way, or it answered already
+        now = self._now()
+        self._released[key] = now
+        while self._released:
+            oldest, at = next(iter(self._released.items()))
+            if len(self._released) <= MAX_RELEASES and now - at <= RELEASE_SECONDS:
+                break
+            del self._released[oldest]
+
     # -- machinery ---------------------------------------------------------------------
 
     def _call(self, function: Callable[..., None], *args: object) -> None:
@@ -252,8 +302,11 @@ class ClaimWaiters:
     def _forget(self) -> None:
         """Drop label sets idle for a while: no waiter, no claim, no memory in force, no due run (bounds memory)."""
         now = self._now()
-        idle = [k for k, s in self._sets.items()
-                if not s.waiters and s.due is None and s.empty_until <= now and now - s.touched > self._empty_seconds]
+        idle = [
+            k
+            for k, s in self._sets.items()
+            if not s.waiters and s.due is None and s.empty_until <= now and now - s.touched > self._empty_seconds
+        ]
         for key in idle:
             del self._sets[key]
             for label in key:
