@@ -132,6 +132,18 @@ def test_self_edge_is_refused():
         Flow("g", edges=[Edge(a, a)])
     with pytest.raises(FlowValidationError, match="can't depend on itself"):
         flow.set_dependencies(a, upstream_tasks=[a])
+    (b,) = tasks("b")  # new to the flow, as a task called in a flow block is
+    with pytest.raises(FlowValidationError, match="'b' can't depend on itself"):
+        flow.set_dependencies(b, keyword_tasks={"x": b})
+    assert not flow.edges
+
+
+def test_a_bad_argument_name_adds_no_edge_and_no_upstream_task():
+    a, b = tasks("a", "b")
+    flow = Flow("f")
+    with pytest.raises(ValueError, match="key must be a valid argument name"):
+        flow.set_dependencies(b, keyword_tasks={"not valid": a})
+    assert flow.tasks == {b} and not flow.edges
 
 
 def test_two_upstream_tasks_for_one_argument_are_refused():

@@ -41,9 +41,11 @@ class Binder:
         that ``**kwargs`` takes last); None when the call needs ``bind_partial`` itself."""
         if len(args) > len(self.positional):
             return None
-        given = dict(zip(self.positional, args, strict=False))  # fewer arguments than parameters
         if not kwargs:
-            return given
+            if len(args) == 1:  # the commonest call in a flow block: t(upstream)
+                return {self.positional[0]: args[0]}
+            return dict(zip(self.positional, args, strict=False))  # fewer arguments than parameters
+        given = dict(zip(self.positional, args, strict=False))
         extra = False
         for name in kwargs:
             if name in given:

@@ -232,7 +232,12 @@ class Flow:
         A keyword value that is not a task is kept as a constant argument; a list,
         tuple, set or dict holding tasks becomes a collection task.
         """
+        fresh = task not in self._tasks
         self.add_task(task)
+        if fresh and not upstream_tasks and not downstream_tasks and keyword_tasks:
+            # a task just called in a flow block: the usual case, once per task of a flow being built
+            self._bind_new(task, keyword_tasks)
+            return
         for up in upstream_tasks or ():
             self.add_edge(self._as_task(up, task, "upstream_tasks"), task)
         for down in downstream_tasks or ():
@@ -250,6 +255,40 @@ class Flow:
                         "from an upstream task"
                     )
                 self.constants.setdefault(task, {})[key] = value
+
+    def _bind_new(self, task: Task, keyword_tasks: dict[str, Any]) -> None:
+        """``set_dependencies`` for a task just added, with nothing but keyword arguments.
+
+        What else ``add_edge`` checks can't fail here: the task has no edges and no constants
+        yet, and each keyword comes once.
+        """
+        into: list[Edge] | None = None
+        constants: dict[str, Any] | None = None
+        for key, value in keyword_tasks.items():
+            if not isinstance(value, Task):
+                value = self._collect(value)
+                if not isinstance(value, Task):
+                    if constants is None:
+                        constants = self.constants[task] = {}
+                    constants[key] = value
+                    continue
+            if value is task:  # task.bind(x=task)
+                self.add_edge(value, task, key=key)  # raises, naming it
+            edge = Edge(value, task, key=key)  # checks the key before anything changes
+            out = self._downstream.get(value)
+            if out is None:
+                self.add_task(value)
+                out = self._downstream[value]
+            self._edges[(value, task, key)] = edge
+            if into is None:
+                into = self._upstream[task] = [edge]
+            else:
+                into.append(edge)
+            if out:
+                out.append(edge)
+            else:
+                self._downstream[value] = [edge]
+        self._sorted = None
 
     def _as_task(self, value: Any, task: Task, where: str) -> Task:
         value = self._collect(value)
