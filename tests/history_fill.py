@@ -195,7 +195,7 @@ STEER = ("enable_seqscan", "enable_sort", "enable_hashjoin", "enable_bitmapscan"
 def plans(engine: Engine, call: Callable[[Any], Any], steer: bool = False) -> list[str]:
     """The plan of each SELECT that ``call(session)`` runs: EXPLAIN QUERY PLAN on SQLite, EXPLAIN on PostgreSQL.
 
-    ``steer`` (PostgreSQL): explain with :data:`STEER` off. On a small table the planner may
+    ``steer`` (PostgreSQL): explain with :data:`STEER` off (checked: they must take). On a small table the planner may
     rightly prefer reading and sorting a few hundred rows to walking an index, and which it
     picks there moved with the machine's state; the tests ask whether the walk *exists*
     (a dropped index still shows as a whole-table read or a sort), ``bench/history.py`` what
@@ -218,15 +218,24 @@ def plans(engine: Engine, call: Callable[[Any], Any], steer: bool = False) -> li
         event.remove(engine, "before_cursor_execute", before)
     sqlite = engine.dialect.name == "sqlite"
     found = []
+    steering = steer and not sqlite
     with engine.connect() as conn:
-        if steer and not sqlite:
-            for setting in STEER:
-                conn.exec_driver_sql(f"SET LOCAL {setting} = off")
-        for statement, parameters in captured:
-            if not statement.lstrip().upper().startswith(("SELECT", "WITH")):
-                continue
-            prefix = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN "
-            rows = conn.exec_driver_sql(prefix + statement, parameters).all()
-            found.append("\n".join(str(row[-1]) for row in rows))
-        conn.rollback()
+        try:
+            if steering:  # for this connection (it is in autocommit: SET LOCAL would last one statement)
+                for setting in STEER:
+                    conn.exec_driver_sql(f"SET {setting} = off")
+                took = {setting: conn.exec_driver_sql(f"SHOW {setting}").scalar() for setting in STEER}
+                assert set(took.values()) == {"off"}, f"the planner settings did not take: {took}"
+            for statement, parameters in captured:
+                if not statement.lstrip().upper().startswith(("SELECT", "WITH")):
+                    continue
+                prefix = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN "
+                rows = conn.exec_driver_sql(prefix + statement, parameters).all()
+                found.append("\n".join(str(row[-1]) for row in rows))
+        finally:
+            conn.rollback()
+            if steering:  # the connection goes back to the pool as it came
+                for setting in STEER:
+                    conn.exec_driver_sql(f"RESET {setting}")
+                conn.commit()
     return found
