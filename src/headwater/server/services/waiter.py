@@ -45,8 +45,9 @@ Key = tuple[str, ...]
 ClaimKey = tuple[str, str]
 #: Longest a "found nothing" memory is trusted, in seconds (bounds what an unforeseen lost change costs;
 #: lost notices are the sweep's). Each memory lasts a random 50-100 % of it, so a thousand agents that
-#: started together do not all search again in the same second.
-EMPTY_SECONDS = 120.0
+#: started together do not all search again in the same second. At 120 s, 1,000 idle agents searched
+#: about 11 times a second, which was half of what they cost an idle server (``bench/agents.py``).
+EMPTY_SECONDS = 600.0
 #: How long a release is remembered for a claim that is not waiting yet (e.g. still searching), in seconds.
 RELEASE_SECONDS = 60.0
 #: Most such releases remembered (the oldest are forgotten first).
