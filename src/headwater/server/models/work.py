@@ -45,17 +45,6 @@ from headwater.server.models.common import utcnow
 from headwater.server.models.flow_runs import READ_RUNS, to_schema
 from headwater.server.models.run_states import INSERT_STATE, STATES
 
-
-def label_match(agent_labels: list[str]):  # type: ignore[no-untyped-def]
-    """The SQL condition for "a run with these agent labels may take it"."""
-    run_label = FlowRunLabelRow.flow_run_id == FlowRunRow.id
-    has_labels = exists().where(run_label)
-    if not agent_labels:
-        return ~has_labels
-    outside = exists().where(run_label, FlowRunLabelRow.label.not_in(agent_labels))
-    return and_(has_labels, ~outside)
-
-
 # The claim's statements are built once and take their values as parameters: building and
 # keying them again on every claim cost about as much as running them (``bench/api.py``,
 # ``single_claims``), and they are executed as Core, past the ORM's unit of work. A batch of
@@ -65,6 +54,7 @@ _AGENTS = cast(Table, AgentRow.__table__)
 _FLOWS = cast(Table, FlowRow.__table__)
 _PROJECTS = cast(Table, ProjectRow.__table__)
 _AGENTS_OF: dict[str, Any] = {}
+_NEXT_DUE: dict[bool, Any] = {}
 
 
 def _agents_of(dialect: str) -> Any:
@@ -129,21 +119,26 @@ _CANDIDATES: dict[bool, Any] = {}
 SEEN_EVERY = 1.0
 
 
+def _match(labelled: bool) -> Any:
+    """The SQL condition "a run an agent with the labels ``p_labels`` may take" (L ⊆ A, L = ∅ only when A = ∅)."""
+    run_label = FlowRunLabelRow.flow_run_id == FlowRunRow.id
+    has_labels = exists().where(run_label)
+    if not labelled:
+        return ~has_labels
+    outside = exists().where(run_label, FlowRunLabelRow.label.not_in(bindparam("p_labels", expanding=True)))
+    return and_(has_labels, ~outside)
+
+
 def _candidates(labelled: bool) -> Any:
     """The due, matching Scheduled runs, oldest due first; parameters ``p_now``, ``p_limit`` (and ``p_labels``)."""
     statement = _CANDIDATES.get(labelled)
     if statement is None:
-        run_label = FlowRunLabelRow.flow_run_id == FlowRunRow.id
-        has_labels = exists().where(run_label)
-        if labelled:
-            outside = exists().where(run_label, FlowRunLabelRow.label.not_in(bindparam("p_labels", expanding=True)))
-            match = and_(has_labels, ~outside)
-        else:
-            match = ~has_labels
         statement = _CANDIDATES[labelled] = (
             select(FlowRunRow.id)
             .where(
-                FlowRunRow.state == FlowRunState.SCHEDULED, FlowRunRow.scheduled_start_time <= bindparam("p_now"), match
+                FlowRunRow.state == FlowRunState.SCHEDULED,
+                FlowRunRow.scheduled_start_time <= bindparam("p_now"),
+                _match(labelled),
             )
             .order_by(FlowRunRow.scheduled_start_time, FlowRunRow.created, FlowRunRow.id)
             .limit(bindparam("p_limit"))
@@ -436,8 +431,10 @@ def _replayed(
 
 def next_due(connection: Connection | Session, labels: list[str]) -> datetime.datetime | None:
     """When the earliest future Scheduled run these labels match becomes due, if any."""
-    return connection.scalar(
-        select(func.min(FlowRunRow.scheduled_start_time)).where(
-            FlowRunRow.state == FlowRunState.SCHEDULED, label_match(labels)
+    labelled = bool(labels)
+    statement = _NEXT_DUE.get(labelled)
+    if statement is None:  # built once, as the candidates are: a search that found nothing runs it
+        statement = _NEXT_DUE[labelled] = select(func.min(FlowRunRow.scheduled_start_time)).where(
+            FlowRunRow.state == FlowRunState.SCHEDULED, _match(labelled)
         )
-    )
+    return connection.scalar(statement, {"p_labels": labels} if labelled else {})
