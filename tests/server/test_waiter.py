@@ -394,3 +394,41 @@ def test_release_payloads_round_trip_and_fit_a_notice() -> None:
     assert parse_release(make_payload("t2", None)) is None
     assert parse_release("t3 release:not-json") == ("t3", [])
     assert parse_release('t3 release:[["only-one"]]') == ("t3", [])
+
+
+def test_claims_take_the_short_path_and_anything_unusual_gets_fastapis_answer(tmp_path: Path) -> None:
+    # server/api/claim_path.py: the plain claim skips FastAPI's machinery; bad input, a query
+    # string or another content type goes to FastAPI, whose answers stay as they were
+    server = InProcess(tmp_path).start()
+    try:
+        with httpx.Client(base_url=server.api, timeout=30) as api:
+            project(api, "short")
+            flow_id = register(api, "short", "etl")
+            aid = agent(api, "short-agent", ["short"])
+            created = run(api, flow_id, labels=["short"])
+            body = {"agent_id": aid, "labels": ["short"], "claim_id": "c-1"}
+            taken = api.post("/work/claim", json=body)
+            assert taken.status_code == 200 and [r["id"] for r in taken.json()["flow_runs"]] == [created["id"]]
+            again = api.post("/work/claim", json=body)  # a retry answers the same run
+            assert [r["id"] for r in again.json()["flow_runs"]] == [created["id"]]
+            unknown = api.post("/work/claim", json={"agent_id": "nobody", "labels": []})
+            assert unknown.status_code == 404 and "nobody" in unknown.json()["detail"]
+            assert server.app.state.short_claims == 3
+            as_json = {"content-type": "application/json"}
+            refused = {
+                "no labels list": api.post("/work/claim", json={"agent_id": aid, "labels": "short"}),
+                "a limit of 0": api.post("/work/claim", json={"agent_id": aid, "limit": 0}),
+                "an unknown field": api.post("/work/claim", json={"agent_id": aid, "extra": 1}),
+                "not JSON": api.post("/work/claim", content=b"{", headers=as_json),
+                "no body": api.post("/work/claim"),
+                "a number out of range": api.post("/work/claim", content=b'{"limit": 1e999}', headers=as_json),
+            }
+            wrong = {what: (r.status_code, r.text) for what, r in refused.items() if r.status_code != 422}
+            assert not wrong, wrong
+            assert isinstance(refused["no labels list"].json()["detail"], list)  # FastAPI's field errors
+            assert "infinity" in refused["a number out of range"].json()["detail"]
+            query = api.post("/work/claim?x=1", json={"agent_id": aid, "labels": ["short"]})
+            assert query.status_code == 422 and "'x'" in query.json()["detail"]
+            assert server.app.state.short_claims == 3  # none of those took the short path
+    finally:
+        server.stop()

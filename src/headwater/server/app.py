@@ -39,6 +39,7 @@ from headwater.server.api import (
     work,
 )
 from headwater.server.api import whoami as token_self
+from headwater.server.api.claim_path import ClaimShortPath
 from headwater.server.database.engine import create_db_engine, database_trouble, database_url, full_watch
 from headwater.server.database.migrate import upgrade
 from headwater.server.errors import ApiError
@@ -125,6 +126,8 @@ def create_app(settings: ServerSettings, home: Path, recovery: bool = True) -> F
     for module in (work, health, projects, flows, retention, flow_runs, task_runs, logs, agents, tokens, secrets):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(token_self.router, prefix=API_PREFIX)  # GET /whoami (the UI asks what it may write)
+    app.state.short_claims = 0  # claims answered by the short path (tests)
+    app.add_middleware(ClaimShortPath, path=f"{API_PREFIX}/work/claim")
     mount_ui(app)  # the web UI at / and /ui/ (server/ui/)
 
     @app.exception_handler(ApiError)

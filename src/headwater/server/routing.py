@@ -136,9 +136,9 @@ async def read_body(request: Request, takes_body: bool, json_without_type: bool 
         chunks.append(chunk)
     body = b"".join(chunks)
     request._body = body  # Starlette's own cache: FastAPI reads it from here
-    if takes_body and body and _is_json(request.headers.get("content-type"), json_without_type):
+    if takes_body and body and is_json(request.headers.get("content-type"), json_without_type):
         parsed = strict_json(body)
-        if parsed is not _UNPARSED:
+        if parsed is not UNPARSED:
             request._json = parsed
 
 
@@ -150,7 +150,7 @@ def too_large_message(request: Request, size: str, limit: int) -> str:
     )
 
 
-def _is_json(content_type: str | None, json_without_type: bool) -> bool:
+def is_json(content_type: str | None, json_without_type: bool) -> bool:
     """Whether FastAPI would read a body with this content type as JSON."""
     if not content_type:
         return json_without_type
@@ -175,13 +175,13 @@ class _Refused:
         self.problem = problem
 
 
-_UNPARSED = object()
+UNPARSED = object()
 
 
 def strict_json(body: bytes) -> Any:
     """The parsed body, or Invalid naming the first value no database here can hold, and where.
 
-    Returns ``_UNPARSED`` for text that is not JSON at all: FastAPI then answers its
+    Returns ``UNPARSED`` for text that is not JSON at all: FastAPI then answers its
     usual 422 with the position of the syntax error.
     """
     try:
@@ -212,7 +212,7 @@ def strict_json(body: bytes) -> Any:
     try:
         value = json.loads(text, parse_constant=constant, parse_float=number, parse_int=integer)
     except json.JSONDecodeError:
-        return _UNPARSED
+        return UNPARSED
     except RecursionError:
         raise Invalid(f"the request body nests lists or objects deeper than {MAX_DEPTH} levels; flatten it") from None
     strings = _SURROGATE_ESCAPE.search(text) is not None
