@@ -1,5 +1,10 @@
 """Fixtures shared by every test package.
 
+* Test servers start warm: ``ServerProcess`` forks them from one process per worker
+  that has already imported the server (the LocalAgent's warm starter), since 150-odd
+  server starts were the largest share of the suite's CPU. They still run
+  ``headwater.cli server start`` in a process of their own; when the warm starter
+  can't start one, it starts cold.
 * Settings are isolated: ``HEADWATER__HOME`` points at a temporary folder for
   the whole session, so a developer's ``~/.headwater/config.toml`` can't change
   what the tests see. ``settings_env`` sets ``HEADWATER__*`` variables for one
@@ -11,8 +16,9 @@ The Dask clusters the executor tests use are in ``tests/executors/conftest.py``.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +39,36 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group("kubernetes"))
         elif "docker_daemon" in fixtures:
             item.add_marker(pytest.mark.xdist_group("docker"))
+
+
+#: What ``headwater server start`` imports before it serves (the rest is the warm starter's own preload).
+SERVER_PRELOAD = ("headwater.cli.server", "headwater.server.app", "headwater.server.serve", "uvicorn")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _warm_test_servers() -> Iterator[None]:
+    from headwater.agent.warm import WarmStarter, WarmUnavailable
+    from headwater.server.process import ServerProcess
+
+    starters: list[WarmStarter] = []
+
+    def spawn(argv: Sequence[str], env: dict[str, str], stdio: Sequence[int]) -> Any:
+        if not starters:  # started on first use: most workers' first server comes soon, some never
+            starters.append(WarmStarter(preload=SERVER_PRELOAD).start())
+        starter = starters[0]
+        if starter.wait_ready(60):
+            try:
+                return starter.spawn(argv, env, stdio)
+            except WarmUnavailable:
+                pass
+        stdin, stdout, stderr = stdio
+        return subprocess.Popen([sys.executable, *argv], env=env, stdin=stdin, stdout=stdout, stderr=stderr)
+
+    ServerProcess.spawner = spawn
+    yield
+    ServerProcess.spawner = None
+    for starter in starters:
+        starter.close()
 
 
 @pytest.fixture(scope="session", autouse=True)

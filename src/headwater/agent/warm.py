@@ -23,6 +23,7 @@ import logging
 import os
 import resource
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -87,6 +88,12 @@ class WarmProcess:
         if self.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signum)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
 
     def _exited(self, code: int) -> None:
         self.returncode = code
